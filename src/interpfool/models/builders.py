@@ -1,0 +1,94 @@
+"""``models.build``: one entry point for every classifier, with its target layer attached."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from interpfool.models.small_vgg import SmallVGG
+from interpfool.models.torchvision_models import TORCHVISION_SPECS
+
+MODEL_NAMES = ("small_vgg", *TORCHVISION_SPECS)
+
+def disable_inplace(net: nn.Module) -> nn.Module:
+    """Turn ``inplace`` off everywhere: in-place ReLU breaks activation capture (DESIGN.md 4)."""
+    for module in net.modules():
+        if getattr(module, "inplace", False):
+            module.inplace = False
+    return net
+
+def resolve_module(net: nn.Module, name: str) -> nn.Module:
+    """The submodule called ``name`` (dotted), or a one-line error listing what exists."""
+    modules = dict(net.named_modules())
+    if name not in modules:
+        close = [n for n in modules if n and n.split(".")[0] == name.split(".")[0]][:8]
+        hint = f"; for example {', '.join(close)}" if close else ""
+        raise ValueError(f"layer {name!r} does not exist in {type(net).__name__}{hint}")
+    return modules[name]
+
+def _load_weights_file(net: nn.Module, path: str) -> None:
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"model.weights_path={path!r} does not exist; give a state-dict file "
+                                f"saved with torch.save(model.state_dict(), path)")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a state dict"
+        raise ValueError(f"model.weights_path={path!r} is not a loadable state dict "
+                         f"({type(err).__name__}); save one with torch.save(model.state_dict(), path)") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = {k.removeprefix("model."): v for k, v in state["state_dict"].items()}
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"model.weights_path={path!r} holds a {type(state).__name__}, not a state dict "
+                         f"of tensors; save one with torch.save(model.state_dict(), path)")
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
+        raise ValueError(f"model.weights_path={path!r} does not fit {type(net).__name__}: {first}") from None
+
+def _load_pretrained(net: nn.Module, name: str, weights_enum: str) -> None:
+    from torchvision import models as tvm
+
+    weights = getattr(tvm, weights_enum).IMAGENET1K_V1
+    try:
+        state = weights.get_state_dict(progress=False, check_hash=True)
+    except Exception as err:  # noqa: BLE001 - offline, proxy, corrupt cache ...
+        raise RuntimeError(
+            f"model.pretrained=true could not fetch {weights_enum}.IMAGENET1K_V1 for {name} "
+            f"({type(err).__name__}); download it where you have internet and pass "
+            f"model.weights_path=/path/to/{name}.pth, or set model.pretrained=false") from None
+    net.load_state_dict(state)
+
+def build(name: str, pretrained: bool = False, num_classes: int = 1000, weights_path: str | None = None,
+          target_layer: str | None = None, **kwargs) -> nn.Module:
+    """Build ``name`` with in-place ops off; ``net.target_layer`` / ``net.last_pool`` name its layers.
+
+    ``pretrained`` uses torchvision's weights API; ``weights_path`` loads a local state dict with
+    ``weights_only=True``; both fail with one line saying what to do.
+    """
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}; allowed: {', '.join(MODEL_NAMES)}")
+    if name == "small_vgg":
+        if pretrained:
+            raise ValueError("model.pretrained=true is not available for small_vgg; it is trained "
+                             "on the synthetic benchmark (leave pretrained=false)")
+        net = SmallVGG(num_classes=num_classes, **kwargs)
+        layer, last_pool = SmallVGG.target_layer, SmallVGG.last_pool
+    else:
+        make, layer, last_pool, weights_enum = TORCHVISION_SPECS[name]
+        net = make(1000 if pretrained else num_classes)
+        if pretrained:
+            if num_classes != 1000:
+                raise ValueError(f"model.num_classes={num_classes} with pretrained ImageNet weights; "
+                                 f"allowed: 1000")
+            _load_pretrained(net, name, weights_enum)
+    if weights_path:
+        _load_weights_file(net, weights_path)
+    disable_inplace(net)
+    net.target_layer = target_layer or layer
+    net.last_pool = last_pool
+    resolve_module(net, net.target_layer)
+    return net
+
