@@ -36,9 +36,9 @@ def directional_fd_check(loss_fn: Callable[[], torch.Tensor], net: nn.Module, na
         v = torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device)
         analytic = float((grad * v).sum()) if grad is not None else 0.0
         _shift(p, v, eps)
-        plus = float(loss_fn())
+        plus = float(loss_fn().detach())
         _shift(p, v, -2 * eps)
-        minus = float(loss_fn())
+        minus = float(loss_fn().detach())
         _shift(p, v, eps)
         numeric = (plus - minus) / (2 * eps)
         rel = abs(analytic - numeric) / max(abs(analytic), abs(numeric), 1e-12)
