@@ -1,0 +1,1 @@
+"""Orchestration: config checks, the cached original model, the train/eval pipelines, logging."""
