@@ -155,3 +155,11 @@ class Interpreter:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(layer={self.layer!r}, score={self.score!r}, normalize={self.normalize!r})"
+
+
+def upsample_map(h: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of [B, H, W] maps to ``size`` — the explicit step from a layer's native
+    resolution to the image (DESIGN.md 2.1); differentiable."""
+    if tuple(h.shape[-2:]) == tuple(size):
+        return h
+    return torch.nn.functional.interpolate(h[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]

@@ -22,15 +22,17 @@ def capture_inputs(net: nn.Module, layers: list[str]) -> Iterator[dict[str, torc
     handles = []
     for name in layers:
         def hook(_module, args, name=name):
-            inp = args[0]
+            inp, replaced = args[0], False
             if isinstance(inp, (list, tuple)):
                 # DenseNet layers take the list of earlier feature maps and concatenate inside;
                 # feed them the concatenation instead, so the captured tensor is on the graph.
-                inp = torch.cat(list(inp), 1)
-                store[name] = inp
-                return (inp, *args[1:])
+                inp, replaced = torch.cat(list(inp), 1), True
+            if torch.is_grad_enabled() and not inp.requires_grad:
+                # Nothing upstream is differentiable (frozen theta0, plain input): make the
+                # activation a leaf so gradients w.r.t. it exist. No path to a parameter is cut.
+                inp, replaced = inp.detach().requires_grad_(True), True
             store[name] = inp
-            return None
+            return (inp, *args[1:]) if replaced else None
         handles.append(resolve_module(net, name).register_forward_pre_hook(hook))
     try:
         yield store

@@ -1,0 +1,78 @@
+"""Command-line entry shared by train.py and eval.py.
+
+Bad input ends with ONE line on stderr naming the value and what is allowed, and exit code 2:
+* composition errors (an unknown group option or key) are caught by composing the config once
+  with Hydra's compose API before ``@hydra.main`` runs (single runs only; a multirun reports
+  them through Hydra);
+* value errors raised while building objects (``ValueError`` / ``FileNotFoundError`` from the
+  build phase, before any training) are caught in the task function.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Callable
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
+EXIT_BAD_INPUT = 2
+
+
+class BadInput(Exception):
+    """A user-facing, one-line error."""
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def group_options(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
+    return sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
+
+
+def one_line(err: BaseException, conf_dir: Path = CONF_DIR) -> str:
+    """A Hydra/OmegaConf composition error as one line naming the value and what is allowed."""
+    text = str(err)
+    missing = re.search(r"Could not find '([\w/+.-]+)/([\w.-]+)'", text)
+    if missing:
+        group, option = missing.group(1).lstrip("+"), missing.group(2)
+        allowed = group_options(group, conf_dir)
+        return f"{group}={option} is not an option; allowed: {', '.join(allowed)}"
+    override = re.search(r"Could not override '([\w.]+)'", text)
+    if override:
+        return (f"unknown option {override.group(1)!r}: no such key in the config "
+                f"(see `python train.py --help`; to add a new key use +{override.group(1)}=...)")
+    appended = re.search(r"Could not append to config\. An item is already at '([\w.]+)'", text)
+    if appended:
+        return f"{appended.group(1)} already exists; set it without '+'"
+    return " ".join(text.split())
+
+
+def _is_single_run(argv: list[str]) -> bool:
+    return not any(a.startswith("-") for a in argv) and not any(a.startswith("hydra") for a in argv)
+
+
+def preflight(config_name: str, argv: list[str], conf_dir: Path = CONF_DIR) -> None:
+    """Compose once so unknown options fail with one line before Hydra starts a run."""
+    if not _is_single_run(argv):
+        return
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+            compose(config_name=config_name, overrides=argv)
+    except Exception as err:  # noqa: BLE001 - any composition failure is the user's input
+        fail(one_line(err, conf_dir))
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def guarded(task: Callable, *args, **kwargs):
+    """Run ``task``; turn a build-phase ``BadInput`` into one line and exit code 2."""
+    try:
+        return task(*args, **kwargs)
+    except BadInput as err:
+        fail(str(err))

@@ -1,0 +1,204 @@
+"""``train.py``'s job: build and check everything, get theta0, fool it, evaluate, report.
+
+Every object is built (and so every value checked) before any training starts; a bad value
+raises ``ValueError``/``FileNotFoundError`` with one line that ``cli.run_entry`` prints.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import warnings
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning as L
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import RichProgressBar
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.utils.data import DataLoader
+
+from interpfool import interpreters
+from interpfool.experiment.cli import BadInput
+from interpfool.experiment.evaluate import evaluate_pair
+from interpfool.experiment.loggers import finish_logger, log_summary, make_logger, wandb_run_dir
+from interpfool.experiment.original import ClassifierModule, atomic_save, cached_original_path
+from interpfool.fooling.module import FoolingModule
+from interpfool.fooling.penalties.base import Fooling
+from interpfool.viz.heatmap_grid import save_heatmap_grid
+
+TARGETS = ("label", "pred")
+
+# The fooled model is kept in eval mode on purpose (frozen BatchNorm statistics, authors' code).
+warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
+warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
+logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Built:
+    data: Any
+    net: nn.Module
+    interp: Callable
+    interp_name: str
+    fooling: Fooling
+    eval_interps: dict[str, Callable]
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name}={value!r}; allowed: an integer >= 1")
+
+
+def interp_factory(spec: Any) -> Callable:
+    """A ``conf/interp`` node (``_target_`` + ``_partial_``) or a registry name -> factory(net=...)."""
+    if isinstance(spec, str):
+        if spec not in interpreters.REGISTRY:
+            raise ValueError(f"unknown interpreter {spec!r}; allowed: {', '.join(interpreters.names())}")
+        cls = interpreters.REGISTRY[spec]
+        return lambda net, cls=cls: cls(net)
+    return instantiate(spec)
+
+
+def build_all(cfg: DictConfig) -> Built:
+    """Instantiate data, model, interpreters and fooling; raises one-line errors on bad values."""
+    if cfg.target not in TARGETS:
+        raise ValueError(f"target={cfg.target!r}; allowed: {', '.join(TARGETS)}")
+    if cfg.eval.split not in SPLITS:
+        raise ValueError(f"eval.split={cfg.eval.split!r}; allowed: {', '.join(SPLITS)}")
+    for name in ("max_steps", "val_check_interval"):
+        _positive_int(f"trainer.{name}", cfg.trainer.get(name))
+    for name in ("epochs", "batch_size"):
+        _positive_int(f"original.{name}", cfg.original.get(name))
+    if float(cfg.original.lr) <= 0:
+        raise ValueError(f"original.lr={cfg.original.lr}; allowed: > 0")
+    data = instantiate(cfg.data)
+    net = instantiate(cfg.model)
+    make_interp = interp_factory(cfg.interp)
+    interp_name = make_interp(net=net).name          # also checks layer= and score= on this model
+    fooling = instantiate(cfg.fooling.penalty)
+    FoolingModule.check_hyper(float(cfg.fooling.lam), float(cfg.fooling.lr), cfg.target)
+    names = list(dict.fromkeys([interp_name, *cfg.eval.interpreters]))
+    eval_interps = {n: (make_interp if n == interp_name else interp_factory(n)) for n in names}
+    for make in eval_interps.values():
+        make(net=net)
+    return Built(data, net, make_interp, interp_name, fooling, eval_interps)
+
+
+def original_key(cfg: DictConfig) -> dict:
+    """The config that determines theta0's weights (and nothing else)."""
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    model.pop("target_layer", None)
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    for k in ("batch_size", "eval_batch_size", "num_workers", "collage_train_size", "collage_val_size", "c1", "c2"):
+        data.pop(k, None)
+    return {"model": model, "data": data, "original": OmegaConf.to_container(cfg.original, resolve=True),
+            "seed": cfg.seed}
+
+
+def obtain_original(cfg: DictConfig, built: Built, accelerator: str) -> tuple[nn.Module, dict]:
+    """theta0: pretrained / given weights as built, else the cached trained original, else train and cache it."""
+    net = built.net
+    if cfg.model.get("pretrained") or cfg.model.get("weights_path"):
+        return net, {"status": "given", "source": cfg.model.get("weights_path") or "torchvision"}
+    path = cached_original_path(cfg.cache_dir, original_key(cfg))
+    if path.is_file():
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        print(f"original model: reusing cached {path}")
+        return net, {"status": "reused", "path": str(path)}
+    print(f"original model: none cached for this config; training it ({cfg.original.epochs} epochs) -> {path}")
+    start = time.time()
+    loader = DataLoader(built.data.dataset("train"), batch_size=cfg.original.batch_size, shuffle=True,
+                        drop_last=True, generator=torch.Generator().manual_seed(cfg.seed))
+    val = DataLoader(built.data.dataset("val"), batch_size=256)
+    trainer = L.Trainer(max_epochs=cfg.original.epochs, accelerator=accelerator, devices=1, logger=False,
+                        enable_checkpointing=False, enable_model_summary=False, callbacks=[RichProgressBar()],
+                        check_val_every_n_epoch=cfg.original.epochs)
+    trainer.fit(ClassifierModule(net, lr=cfg.original.lr, weight_decay=cfg.original.weight_decay), loader, val)
+    net.eval()
+    atomic_save(net.state_dict(), path)
+    seconds = time.time() - start
+    print(f"original model: trained in {seconds:.0f} s, cached at {path}")
+    return net, {"status": "trained", "path": str(path), "seconds": seconds}
+
+
+def checked_build(cfg: DictConfig) -> Built:
+    """``build_all`` with its value errors turned into ``BadInput`` (one line, exit code 2)."""
+    try:
+        return build_all(cfg)
+    except InstantiationException as err:   # Hydra wraps the constructor's error: report that one
+        cause = err.__cause__ or err
+        raise BadInput(" ".join(str(cause).split())) from None
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        raise BadInput(" ".join(str(err).split())) from None
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict:
+    built = checked_build(cfg)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    accelerator = cfg.trainer.get("accelerator", "cpu")
+    net0, original_info = obtain_original(cfg, built, accelerator)
+    fooled = copy.deepcopy(net0)
+    module = FoolingModule(fooled, built.interp, built.fooling, lam=float(cfg.fooling.lam), lr=float(cfg.fooling.lr),
+                           target=cfg.target, interp_name=built.interp_name)
+    run_name = f"{cfg.model.name}-{cfg.fooling.name}-{built.interp_name}"
+    logger = make_logger(cfg.logger, run_dir, run_name, OmegaConf.to_container(cfg, resolve=True))
+    try:
+        trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=logger or False,
+                            callbacks=[RichProgressBar()], inference_mode=False, check_val_every_n_epoch=None,
+                            num_sanity_val_steps=0, enable_checkpointing=False, default_root_dir=str(run_dir),
+                            enable_model_summary=False)
+        start = time.time()
+        trainer.fit(module, datamodule=built.data)
+        fit_seconds = time.time() - start
+        atomic_save(module.net.state_dict(), run_dir / "fooled.pt")
+        report = evaluate_and_report(cfg, run_dir, built, module.net0, module.net, logger)
+        report.update({"original": original_info, "fooling_seconds": fit_seconds, "run_name": run_name,
+                       "steps": int(trainer.global_step)})
+        (run_dir / "report.json").write_text(json.dumps(report, indent=2))
+        wandb_dir = wandb_run_dir(logger)
+    finally:
+        finish_logger(logger)
+    print(f"report:  {run_dir / 'report.json'}")
+    print(f"figure:  {report['paths']['figure']}")
+    if wandb_dir:
+        print(f"wandb:   {wandb_dir}")
+    return report
+
+
+def evaluate_and_report(cfg: DictConfig, run_dir: Path, built: Built, net0: nn.Module, net: nn.Module,
+                        logger=None) -> dict:
+    """Metrics on ``eval.split``, the heatmap grid, and the summary sent to the logger."""
+    device = next(net.parameters()).device
+    loader = {"train": built.data.train_dataloader, "val": built.data.val_dataloader,
+              "test": built.data.test_dataloader}[cfg.eval.split]()
+    result = evaluate_pair(net0, net, loader, built.eval_interps, built.fooling, cfg.target, device,
+                           keep_maps=int(cfg.eval.figure_images))
+    fig = result.pop("figure")
+    per_image = result.pop("per_image_test_loss")
+    columns = {k: v for k, v in fig["maps"].items()}
+    figure_path = save_heatmap_grid(built.data.denormalize(fig["images"]), columns, run_dir / "heatmaps.png")
+    report = {"model": cfg.model.name, "fooling_name": cfg.fooling.name, "interpreter": built.interp_name,
+              "lam": float(cfg.fooling.lam), "lr": float(cfg.fooling.lr), "split": cfg.eval.split, **result,
+              "paths": {"figure": str(figure_path), "run_dir": str(run_dir)}}
+    (run_dir / "test_losses.json").write_text(json.dumps(per_image))
+    flat = {"final/acc_top1_theta0": result["accuracy"]["theta0"]["top1"],
+            "final/acc_top1_theta_star": result["accuracy"]["theta_star"]["top1"],
+            "final/top1_drop_points": result["top1_drop_points"]}
+    for name, values in result["fsr"].items():
+        flat[f"final/fsr/{name}"] = values["theta_star"]
+    for name, values in result.get("localisation", {}).items():
+        for m in ("theta0", "theta_star"):
+            flat[f"final/localisation/{name}/{m}"] = values[m]["mass_inside"]
+    rows = [[n, m, float(t)] for n, d in per_image.items() for m, ts in d.items() for t in ts]
+    log_summary(logger, flat, {"heatmaps": figure_path}, ("test_losses", ["interpreter", "model", "test_loss"], rows))
+    return report

@@ -1,0 +1,25 @@
+"""Fool an explanation: `python train.py [group=option ...] [key=value ...]`.
+
+Default: small_vgg on the offline synthetic benchmark, Location fooling of Grad-CAM, W&B offline.
+`python train.py --help` lists the config groups and their options.
+"""
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from interpfool.experiment.cli import guarded, preflight
+
+
+@hydra.main(config_path="conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+    from interpfool.experiment.pipeline import run
+    report = guarded(run, cfg, Path(HydraConfig.get().runtime.output_dir))
+    return report["fsr"][report["interpreter"]]["theta_star"]
+
+
+if __name__ == "__main__":
+    preflight("config", sys.argv[1:])
+    main()
