@@ -10,6 +10,7 @@ dropout would otherwise couple or perturb samples); interpreters do not change t
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from typing import Literal, Union
 
@@ -31,28 +32,42 @@ class Forward:
 
 
 def resolve_target(target: Target, logits: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-    """Class index per sample, shape [B], from an int, a [B] tensor, ``"label"`` or ``"pred"``."""
-    batch = logits.shape[0]
+    """Class index per sample, shape [B], from an int, a [B] tensor, ``"label"`` or ``"pred"``.
+
+    Anything else (another string, a bool, a float, a tensor of the wrong shape, dtype or range)
+    raises ``ValueError`` naming the value.
+    """
+    batch, classes = logits.shape[0], logits.shape[1]
+    allowed = "allowed: int, [B] integer tensor, 'label', 'pred'"
     if isinstance(target, str):
         if target == "pred":
             return logits.argmax(1)
         if target == "label":
             if labels is None:
-                raise ValueError("target='label' needs labels=...; allowed targets: int, [B] tensor, 'label', 'pred'")
-            return labels.to(logits.device).long()
-        raise ValueError(f"unknown target {target!r}; allowed: int, [B] tensor, 'label', 'pred'")
-    if isinstance(target, int):
-        if not 0 <= target < logits.shape[1]:
-            raise ValueError(f"target class {target} outside [0, {logits.shape[1] - 1}]")
-        return torch.full((batch,), target, dtype=torch.long, device=logits.device)
-    if isinstance(target, torch.Tensor):
-        target = target.to(logits.device).long().reshape(-1)
-        if target.numel() == 1:
-            target = target.expand(batch)
-        if target.shape != (batch,):
-            raise ValueError(f"target tensor of shape {tuple(target.shape)}; allowed: [{batch}] or a scalar")
-        return target
-    raise ValueError(f"unknown target {target!r}; allowed: int, [B] tensor, 'label', 'pred'")
+                raise ValueError(f"target='label' needs labels=...; {allowed}")
+            return _check_indices(torch.as_tensor(labels), batch, classes, "labels").to(logits.device)
+        raise ValueError(f"unknown target {target!r}; {allowed}")
+    if isinstance(target, bool) or not isinstance(target, (numbers.Integral, torch.Tensor)):
+        raise ValueError(f"unknown target {target!r}; {allowed}")
+    if isinstance(target, numbers.Integral):
+        if not 0 <= target < classes:
+            raise ValueError(f"target class {target} outside [0, {classes - 1}]")
+        return torch.full((batch,), int(target), dtype=torch.long, device=logits.device)
+    return _check_indices(target, batch, classes, "target").to(logits.device)
+
+
+def _check_indices(index: torch.Tensor, batch: int, classes: int, what: str) -> torch.Tensor:
+    if index.is_floating_point() or index.is_complex() or index.dtype == torch.bool:
+        raise ValueError(f"{what} {index!r} has dtype {index.dtype}; class indices must be integers")
+    index = index.long().reshape(-1)
+    if index.numel() == 1:
+        index = index.expand(batch)
+    if index.shape != (batch,):
+        raise ValueError(f"{what} tensor of shape {tuple(index.shape)}; allowed: [{batch}] or a scalar")
+    bad = (index < 0) | (index >= classes)
+    if bool(bad.any()):
+        raise ValueError(f"{what} class(es) {index[bad].tolist()} outside [0, {classes - 1}]")
+    return index
 
 
 def class_score(logits: torch.Tensor, index: torch.Tensor, score: str = "logit") -> torch.Tensor:
@@ -92,19 +107,26 @@ def zero_map_share(h: torch.Tensor) -> float:
 
 
 class Interpreter:
-    """Base class. Subclasses set ``name``, ``default_normalize`` and implement ``explain_raw``.
+    """Base class. Subclasses set ``name``, ``default_normalize`` and implement either ``explain_raw``
+    or the pair ``attribution_raw`` (per-channel [B, C, H, W]) + ``reduce_channels`` ([B, H, W]).
 
     ``layer``: dotted module name whose *input* is explained (layer-level methods); defaults to
     ``net.target_layer``. ``score``: ``"logit"`` or ``"prob"``. ``normalize``: see ``normalize_map``.
+
+    Gradients are taken w.r.t. the tensors of ``fwd``'s graph with ``retain_graph=True``, so one
+    forward can be explained several times (e.g. for two classes) and its logits still back-propagate
+    the CE loss afterwards.
     """
 
     name = "interpreter"
     default_normalize = "none"
+    default_score = "logit"
     needs_input_grad = False   # input-level methods differentiate w.r.t. x
     uses_layer = False         # layer-level methods capture net's `layer` input
 
-    def __init__(self, net: nn.Module, layer: str | None = None, score: str = "logit",
+    def __init__(self, net: nn.Module, layer: str | None = None, score: str | None = None,
                  normalize: str | None = None):
+        score = self.default_score if score is None else score
         if score not in SCORES:
             raise ValueError(f"unknown score {score!r}; allowed: {', '.join(SCORES)}")
         normalize = self.default_normalize if normalize is None else normalize
@@ -121,10 +143,19 @@ class Interpreter:
         self.normalize = normalize
 
     # -- forward -------------------------------------------------------------------------------
+    def _graph_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` itself, or a leaf copy that requires grad where the graph needs one: input-level
+        methods differentiate w.r.t. x, and with frozen parameters a layer activation is on the
+        graph only if x is. Data, not parameters: no path to theta is cut."""
+        if x.requires_grad:
+            return x
+        if self.needs_input_grad or not any(p.requires_grad for p in self.net.parameters()):
+            return x.detach().requires_grad_(True)
+        return x
+
     def forward(self, x: torch.Tensor) -> Forward:
         """One forward pass recording what ``explain`` needs; its logits serve the CE loss too."""
-        if self.needs_input_grad and not x.requires_grad:
-            x = x.detach().requires_grad_(True)  # data, not parameters: no path to theta is cut
+        x = self._graph_input(x)
         if self.uses_layer:
             from interpfool.models import capture_inputs
             with capture_inputs(self.net, [self.layer]) as store:
@@ -133,9 +164,17 @@ class Interpreter:
         return Forward(x, self.net(x))
 
     # -- explanation ---------------------------------------------------------------------------
+    def attribution_raw(self, fwd: Forward, index: torch.Tensor, create_graph: bool) -> torch.Tensor:
+        """Per-channel [B, C, H, W] attribution before the channel reduction (for oracle checks)."""
+        raise NotImplementedError(f"{self.name} has no per-channel attribution")
+
+    def reduce_channels(self, attribution: torch.Tensor) -> torch.Tensor:
+        """[B, C, H, W] -> [B, H, W]: how the method turns its attribution into a map."""
+        raise NotImplementedError(f"{self.name} has no channel reduction")
+
     def explain_raw(self, fwd: Forward, index: torch.Tensor, create_graph: bool) -> torch.Tensor:
         """Un-normalised [B, H, W] map for class indices ``index`` ([B])."""
-        raise NotImplementedError
+        return self.reduce_channels(self.attribution_raw(fwd, index, create_graph))
 
     def explain(self, fwd: Forward, target: Target = "pred", labels: torch.Tensor | None = None,
                 create_graph: bool = False) -> torch.Tensor:
@@ -149,12 +188,29 @@ class Interpreter:
         with torch.enable_grad():
             return self.explain(self.forward(x), target, labels, create_graph)
 
+    def attribution(self, x: torch.Tensor, target: Target = "pred", labels: torch.Tensor | None = None,
+                    create_graph: bool = False) -> torch.Tensor:
+        """Per-channel [B, C, H, W] attribution (un-normalised); ``reduce_channels`` of it is the
+        un-normalised map. Meant for comparisons with other libraries (Captum, pytorch-grad-cam)."""
+        with torch.enable_grad():
+            fwd = self.forward(x)
+            attr = self.attribution_raw(fwd, resolve_target(target, fwd.logits, labels), create_graph)
+        return attr if create_graph else attr.detach()
+
     def score_of(self, fwd: Forward, index: torch.Tensor) -> torch.Tensor:
         """Sum over the batch of the per-sample scores: its gradient is the per-sample gradient."""
         return class_score(fwd.logits, index, self.score).sum()
 
+    def grad_of_score(self, fwd: Forward, index: torch.Tensor, wrt: torch.Tensor,
+                      create_graph: bool) -> torch.Tensor:
+        """d(sum_b S_b)/d(wrt) on ``fwd``'s graph, which is kept (``retain_graph=True``)."""
+        (grad,) = torch.autograd.grad(self.score_of(fwd, index), wrt, create_graph=create_graph,
+                                      retain_graph=True)
+        return grad
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(layer={self.layer!r}, score={self.score!r}, normalize={self.normalize!r})"
+        layer = f"layer={self.layer!r}, " if self.uses_layer else ""
+        return f"{type(self).__name__}({layer}score={self.score!r}, normalize={self.normalize!r})"
 
 
 def upsample_map(h: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
