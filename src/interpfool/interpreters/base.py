@@ -144,12 +144,10 @@ class Interpreter:
 
     # -- forward -------------------------------------------------------------------------------
     def _graph_input(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` itself, or a leaf copy that requires grad where the graph needs one: input-level
-        methods differentiate w.r.t. x, and with frozen parameters a layer activation is on the
-        graph only if x is. Data, not parameters: no path to theta is cut."""
-        if x.requires_grad:
-            return x
-        if self.needs_input_grad or not any(p.requires_grad for p in self.net.parameters()):
+        """``x`` itself, or a leaf copy that requires grad for input-level methods (they
+        differentiate w.r.t. x). Data, not parameters: no path to theta is cut. Layer-level methods
+        on frozen models get a differentiable activation from ``capture_inputs`` instead."""
+        if self.needs_input_grad and not x.requires_grad:
             return x.detach().requires_grad_(True)
         return x
 
