@@ -3,6 +3,7 @@
 ``interpreters.build(name, net, **kwargs)``; ``interpreters.names()`` lists what is registered.
 """
 from interpfool.interpreters import gradcam  # noqa: F401  (registers)
+from interpfool.interpreters import lrp  # noqa: F401  (registers lrp, lrpT)
 from interpfool.interpreters.base import (Forward, Interpreter, class_score, normalize_map, resolve_target,
                                           zero_map_share)
 from interpfool.interpreters.registry import REGISTRY, build, names, register
