@@ -6,8 +6,9 @@ FD step 1e-7 along a random direction (float64 rounding costs ~1e-8 relative at 
 are piecewise smooth (ReLU, max-pool switches, the sign in the stabiliser, min-max normalisation) and
 so is the network itself: with step 1e-6 the tiny ResNet below has a ReLU pre-activation 2.6e-6 from
 zero (layer3.1, after bn2), and even the plain logit's gradient is 0.7% off its finite difference there.
-Seeds are fixed, so a kink inside the step shows up as a deterministic failure, not as flakiness. The last layer's bias is left out on purpose:
-it only rescales each map, which normalisation removes, so its gradient is 0 up to rounding.
+Seeds are fixed, so a kink inside the step shows up as a deterministic failure, not as flakiness.
+The last layer's bias is left out on purpose: it only rescales each map, which normalisation
+removes, so its gradient is 0 up to rounding.
 """
 import pytest
 import torch

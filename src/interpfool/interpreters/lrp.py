@@ -3,9 +3,9 @@ twice-differentiable rules (``interpfool.lrp``; DESIGN.md 2.1, 4).
 
 Relevance starts from the chosen score S_c placed on the target logit (R_L = S_c e_c; ``score='logit'``:
 S_c = z_c as in the authors' code; ``score='prob'``: S_c = y_c). Every rule is linear in the relevance
-it receives, so a ``prob`` map is the ``logit`` map times y_c / z_c per sample (up to the last layer's
-epsilon): after normalisation it is the same map, sign-flipped where z_c < 0, while its gradients w.r.t.
-the parameters differ.
+it receives, so a raw ``prob`` map is the ``logit`` map times y_c / z_c per sample (up to the last
+layer's epsilon): after ``absmax`` normalisation the same map where z_c > 0 and its negative where
+z_c < 0 (for ``lrpT`` the ReLU then keeps the other sign's part); its parameter gradients differ.
 
 ``interp.forward(x)`` is the model's one forward pass (its logits serve the CE loss) and records the
 inputs the rules need; ``interp.explain(fwd, target, create_graph=True)`` then propagates without

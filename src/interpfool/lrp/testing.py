@@ -84,7 +84,9 @@ def randomize_batchnorm(net: nn.Module, seed: int = 0, shift: float = 0.2, posit
 @torch.no_grad()
 def make_bias_free(net: nn.Module) -> nn.Module:
     """Zero every conv / linear bias and every BN shift (bias and running mean), BN scales positive:
-    a bias-free ReLU network, on which LRP-0-like rules conserve relevance."""
+    a bias-free ReLU network, on which LRP-0-like rules conserve relevance. (With a negative BN scale
+    the pass-through BN-first rule can hand relevance to a negative value, which the z+ rule below it
+    cannot pass on.)"""
     randomize_batchnorm(net, shift=0.0, positive_scale=True)
     for m in net.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
