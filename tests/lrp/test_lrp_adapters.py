@@ -87,6 +87,15 @@ def test_unknown_layer_type_inside_a_supported_model():
     with pytest.raises(ValueError, match=r"features\.2 \(GELU\)"):
         build_adapter(net)
 
+    class StandardizedConv(nn.Conv2d):   # same type family, different forward: the rules would not fit
+        def forward(self, x):
+            return self._conv_forward(x, self.weight - self.weight.mean(), self.bias)
+
+    net = tiny_net("resnet_bottleneck")
+    net.layer2[0].conv2 = StandardizedConv(16, 16, 3, padding=1)
+    with pytest.raises(ValueError, match=r"layer2\.0\.conv2 \(StandardizedConv\)"):
+        build_adapter(net)
+
 
 def test_batchnorm_in_training_mode_is_refused():
     net = tiny_net("small_vgg").train()

@@ -1,4 +1,4 @@
-"""LRP (input level) and LRP_T (target layer), Heo et al. 2019 Sec. 2 / authors' code, with explicit,
+"""LRP (input level) and LRP_T (target layer), Heo et al. 2019 Sec. 3.1 / 4 and authors' code, with explicit,
 twice-differentiable rules (``interpfool.lrp``; DESIGN.md 2.1, 4).
 
 Relevance starts from the chosen score S_c placed on the target logit (R_L = S_c e_c; ``score='logit'``:

@@ -29,6 +29,20 @@ from interpfool.lrp.composites import Composite
 
 Tensor = torch.Tensor
 _BN = nn.modules.batchnorm._BatchNorm
+# exact types: a subclass may change forward, and the rules would then explain a different function
+_BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm)
+_LAYER_TYPES = {nn.Conv2d: "Conv2d", nn.Linear: "Linear", **{t: "BatchNorm" for t in _BN_TYPES},
+                nn.ReLU: "ReLU", nn.Dropout: "Dropout", nn.Identity: "Identity", nn.Flatten: "Flatten",
+                nn.MaxPool2d: "MaxPool2d", nn.AvgPool2d: "AvgPool2d", nn.AdaptiveAvgPool2d: "AdaptiveAvgPool2d",
+                nn.Sequential: "Sequential"}
+
+
+def _check(module: nn.Module, allowed: tuple, where: str) -> nn.Module:
+    """``module`` if its type is exactly one of ``allowed``, else a ValueError naming it."""
+    if type(module) not in allowed:
+        names = ", ".join(_LAYER_TYPES.get(t, t.__name__) for t in dict.fromkeys(allowed))
+        raise ValueError(f"LRP has no rule for {where} ({type(module).__name__}); expected exactly: {names}")
+    return module
 
 
 # ================================================================ ops ======================================
@@ -85,8 +99,8 @@ class AffineOp(Op):
 
 
 class ReLUOp(Op):
-    """ReLU (module or functional; never in place): relevance passes (Montavon et al. 2019: the
-    activation belongs to the neuron)."""
+    """ReLU (module or functional; never in place): relevance passes (Montavon et al. 2019 Sec. 10.2.1
+    write the rules for neurons a_k = max(0, z_k): the ReLU is part of the neuron)."""
 
     def __init__(self, names=()):
         self.names = tuple(names)
@@ -220,18 +234,18 @@ class ResidualBlockOp(Op):
 
     def __init__(self, names, block: nn.Module):
         self.names, self.block = tuple(names), block
-        if type(block) not in (tv_resnet.BasicBlock, tv_resnet.Bottleneck):
-            raise ValueError(f"unsupported ResNet block {type(block).__name__}; supported: torchvision "
-                             f"BasicBlock, Bottleneck")
-        self.pairs = [(block.conv1, block.bn1), (block.conv2, block.bn2)]
-        if isinstance(block, tv_resnet.Bottleneck):
-            self.pairs.append((block.conv3, block.bn3))
+        where = names[0] if names else "block"
+        _check(block, (tv_resnet.BasicBlock, tv_resnet.Bottleneck), where)
+        convs = ["conv1", "conv2"] + (["conv3"] if type(block) is tv_resnet.Bottleneck else [])
+        self.pairs = [(_check(getattr(block, c), (nn.Conv2d,), f"{where}.{c}"),
+                       _check(getattr(block, "bn" + c[-1]), _BN_TYPES, f"{where}.bn{c[-1]}")) for c in convs]
         self.shortcut_pair = None
         if block.downsample is not None:
-            ds = list(block.downsample)
-            if len(ds) != 2 or not isinstance(ds[0], nn.Conv2d) or not isinstance(ds[1], _BN):
-                raise ValueError(f"unsupported ResNet downsample {block.downsample}; supported: (Conv2d, BatchNorm)")
-            self.shortcut_pair = (ds[0], ds[1])
+            ds = list(_check(block.downsample, (nn.Sequential,), f"{where}.downsample"))
+            if len(ds) != 2:
+                raise ValueError(f"{where}.downsample: expected (Conv2d, BatchNorm), got {block.downsample}")
+            self.shortcut_pair = (_check(ds[0], (nn.Conv2d,), f"{where}.downsample.0"),
+                                  _check(ds[1], _BN_TYPES, f"{where}.downsample.1"))
 
     def out_nonneg(self, nonneg_in):
         return True
@@ -273,8 +287,10 @@ class DenseLayerOp(Op):
 
     def __init__(self, names, layer: nn.Module):
         self.names, self.layer = tuple(names), layer
-        if type(layer) is not tv_densenet._DenseLayer:
-            raise ValueError(f"unsupported dense layer {type(layer).__name__}")
+        where = names[0] if names else "dense layer"
+        _check(layer, (tv_densenet._DenseLayer,), where)
+        for sub in ("norm1", "conv1", "norm2", "conv2"):
+            _check(getattr(layer, sub), _BN_TYPES if sub.startswith("norm") else (nn.Conv2d,), f"{where}.{sub}")
         self.chain = Chain([BatchNormFirstOp((), layer.norm1), ReLUOp(), AffineOp((), layer.conv1, layer.norm2),
                             ReLUOp(), AffineOp((), layer.conv2)], nonneg_in=False)
 
@@ -303,31 +319,31 @@ def _sequential_ops(prefix: str, modules: list[tuple[str, nn.Module]]) -> list[O
         name, m = modules[i]
         full = f"{prefix}{name}"
         nxt = modules[i + 1][1] if i + 1 < len(modules) else None
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            if isinstance(nxt, _BN):
+        kind = type(_check(m, tuple(_LAYER_TYPES), full))
+        if kind in (nn.Conv2d, nn.Linear):
+            if type(nxt) in _BN_TYPES:
                 ops.append(AffineOp((full,), m, nxt))
                 i += 2
                 continue
             ops.append(AffineOp((full,), m))
-        elif isinstance(m, nn.ReLU):
+        elif kind is nn.Sequential:
+            ops += _alias(_sequential_ops(f"{full}.", list(m.named_children())), full)
+        elif kind is nn.ReLU:
             ops.append(ReLUOp((full,)))
-        elif isinstance(m, nn.Dropout):
+        elif kind is nn.Dropout:
             ops.append(DropoutOp((full,), m))
-        elif isinstance(m, nn.Identity):
+        elif kind is nn.Identity:
             ops.append(IdentityOp((full,), m))
-        elif isinstance(m, nn.Flatten):
+        elif kind is nn.Flatten:
             if m.end_dim != -1:
                 raise ValueError(f"unsupported {full}: {m}")
             ops.append(FlattenOp((full,), m.start_dim))
-        elif isinstance(m, nn.MaxPool2d):
+        elif kind is nn.MaxPool2d:
             ops.append(MaxPoolOp((full,), m))
-        elif isinstance(m, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
+        elif kind in (nn.AvgPool2d, nn.AdaptiveAvgPool2d):
             ops.append(AvgPoolOp((full,), m))
-        elif isinstance(m, _BN):
-            ops.append(BatchNormFirstOp((full,), m))
         else:
-            raise ValueError(f"LRP has no rule for {full} ({type(m).__name__}); supported layers: Conv2d, Linear, "
-                             f"BatchNorm, ReLU, Dropout, Identity, Flatten, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d")
+            ops.append(BatchNormFirstOp((full,), m))
         i += 1
     return ops
 
@@ -340,34 +356,33 @@ def _alias(ops: list[Op], name: str) -> list[Op]:
 
 
 def _vgg_plan(net: nn.Module) -> list[Op]:
-    ops = _alias(_sequential_ops("features.", list(net.features.named_children())), "features")
-    ops += _sequential_ops("", [("avgpool", net.avgpool)])
+    ops = _sequential_ops("", [("features", net.features), ("avgpool", net.avgpool)])
     ops.append(FlattenOp())
-    ops += _alias(_sequential_ops("classifier.", list(net.classifier.named_children())), "classifier")
-    return ops
+    return ops + _sequential_ops("", [("classifier", net.classifier)])
 
 
 def _resnet_plan(net: tv_resnet.ResNet) -> list[Op]:
-    ops: list[Op] = [AffineOp(("conv1",), net.conv1, net.bn1), ReLUOp(("relu",)), MaxPoolOp(("maxpool",), net.maxpool)]
+    ops = _sequential_ops("", [(n, getattr(net, n)) for n in ("conv1", "bn1", "relu", "maxpool")])
     for lname in ("layer1", "layer2", "layer3", "layer4"):
-        blocks = [ResidualBlockOp((f"{lname}.{i}",), b) for i, b in enumerate(getattr(net, lname))]
-        ops += _alias(blocks, lname)
-    ops += [AvgPoolOp(("avgpool",), net.avgpool), FlattenOp(), AffineOp(("fc",), net.fc)]
-    return ops
+        stage = _check(getattr(net, lname), (nn.Sequential,), lname)
+        ops += _alias([ResidualBlockOp((f"{lname}.{i}",), b) for i, b in enumerate(stage)], lname)
+    ops += _sequential_ops("", [("avgpool", net.avgpool)])
+    ops.append(FlattenOp())
+    return ops + _sequential_ops("", [("fc", net.fc)])
 
 
 def _densenet_plan(net: tv_densenet.DenseNet) -> list[Op]:
     ops: list[Op] = []
-    children = list(net.features.named_children())
+    children = list(_check(net.features, (nn.Sequential,), "features").named_children())
     i = 0
     while i < len(children):
         name, m = children[i]
         full = f"features.{name}"
         if isinstance(m, tv_densenet._DenseBlock):
-            if type(m).forward is not tv_densenet._DenseBlock.forward:
-                raise ValueError(f"{full}: dense block with a custom forward is not supported")
+            _check(m, (tv_densenet._DenseBlock,), full)
             ops += _alias([DenseLayerOp((f"{full}.{ln}",), layer) for ln, layer in m.items()], full)
         elif isinstance(m, tv_densenet._Transition):
+            _check(m, (tv_densenet._Transition,), full)
             ops += _alias(_sequential_ops(f"{full}.", list(m.named_children())), full)
         else:
             # stem (conv0, norm0, relu0, pool0) and norm5; a Conv followed by BN is folded
@@ -381,9 +396,10 @@ def _densenet_plan(net: tv_densenet.DenseNet) -> list[Op]:
         i += 1
     ops = _alias(ops, "features")
     ops.append(ReLUOp())  # forward's functional relu
-    avg = getattr(net, "avgpool", None)
-    ops.append(AvgPoolOp(("avgpool",) if isinstance(avg, nn.Module) else (), avg if isinstance(avg, nn.Module)
-                         else None))
+    if type(net).forward is tv_densenet.DenseNet.forward:
+        ops.append(AvgPoolOp((), None, (1, 1)))    # torchvision: F.adaptive_avg_pool2d(out, (1, 1))
+    else:
+        ops += _sequential_ops("", [("avgpool", net.avgpool)])
     ops.append(FlattenOp())
     ops += _sequential_ops("", [("classifier", net.classifier)])
     return ops

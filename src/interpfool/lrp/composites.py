@@ -1,7 +1,8 @@
 """Composites: which rule each kind of layer gets, selectable by name.
 
-``epsilon_plus`` (the default; "LRP-Composite" of Heo et al. 2019, Sec. 2: epsilon for fully connected
-layers, z+ = alpha1-beta0 for convolutions; Montavon et al. 2019 Sec. 10.3 recommend this split):
+``epsilon_plus`` (the default; the "LRP-Composite" of Heo et al. 2019 Sec. 3.1: epsilon for fully
+connected layers, alpha-beta (here alpha1-beta0 = z+) for convolutions; Montavon et al. 2019 Sec. 10.3
+discuss using different rules for upper and lower layers):
 
 =============  ==================================================================================
 Linear         epsilon rule, epsilon = 0.01

@@ -125,7 +125,8 @@ def epsilon_rule(a: Tensor, relevance: Tensor, weight: Tensor, bias: Tensor | No
 
 def zplus_rule(a: Tensor, relevance: Tensor, weight: Tensor, bias: Tensor | None, eps: float,
                apply: Callable, transpose: Callable, nonneg: bool) -> Tensor:
-    """LRP-z+ = alpha1-beta0 (Bach et al. 2015; Montavon et al. 2019 Sec. 10.2.1), in Zennit's general
+    """LRP-z+ = alpha1-beta0 (Bach et al. 2015; the gamma -> infinity limit of LRP-gamma in Montavon et al.
+    2019 Sec. 10.2.1), in Zennit's general
     form for signed inputs: only the positive contributions z_ij^+ = (a_i w_ij)^+ = a_i^+ w_ij^+ + a_i^- w_ij^-
     and the positive bias b_j^+ enter, R_i = sum_j z_ij^+ / (sum_i z_ij^+ + b_j^+ + eps) R_j.
 
@@ -168,8 +169,8 @@ def batchnorm_zplus(a: Tensor, relevance: Tensor, bn: nn.modules.batchnorm._Batc
 # -- pooling ---------------------------------------------------------------------------------------------
 
 def maxpool_winner_take_all(a: Tensor, relevance: Tensor, pool: nn.MaxPool2d) -> Tensor:
-    """All relevance of a window goes to its maximum (Bach et al. 2015; what the plain gradient does, and
-    so Zennit, which has no MaxPool rule). Ties go where PyTorch's max-pool gradient sends them."""
+    """All relevance of a window goes to its maximum: the routing of the plain gradient, hence also what
+    Zennit does (it has no MaxPool rule). Ties go where PyTorch's max-pool gradient sends them."""
     _, index = F.max_pool2d(a, pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode,
                             return_indices=True)
     flat = torch.zeros(a.shape[0], a.shape[1], a.shape[2] * a.shape[3], dtype=relevance.dtype,
@@ -178,9 +179,9 @@ def maxpool_winner_take_all(a: Tensor, relevance: Tensor, pool: nn.MaxPool2d) ->
 
 
 def maxpool_proportional(a: Tensor, relevance: Tensor, pool: nn.MaxPool2d, eps: float) -> Tensor:
-    """Relevance of a window split in proportion to the positive inputs of the window: the z+ rule of the
-    sum-pool over the same windows (Montavon et al. 2019 Sec. 10.2: max-pooling may be treated as
-    sum-pooling)."""
+    """Relevance of a window split in proportion to the positive inputs of the window, i.e. the z+ rule
+    of a sum-pool over the same windows: smoother than winner-take-all (every active input of the
+    window shares, so the map is continuous where the maximum switches)."""
     if any(d != 1 for d in _pair(pool.dilation)):
         raise ValueError(f"maxpool='proportional' does not support dilated max-pooling ({pool})")
 
