@@ -5,6 +5,7 @@
 from interpfool.interpreters import gradcam  # noqa: F401  (registers)
 from interpfool.interpreters import gradient  # noqa: F401  (registers)
 from interpfool.interpreters import integrated_gradients  # noqa: F401  (registers)
+from interpfool.interpreters import lrp  # noqa: F401  (registers lrp, lrpT)
 from interpfool.interpreters import rsigradcam  # noqa: F401  (registers)
 from interpfool.interpreters import smoothgrad  # noqa: F401  (registers)
 from interpfool.interpreters.base import (Forward, Interpreter, class_score, normalize_map, resolve_target, upsample_map,
