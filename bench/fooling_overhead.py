@@ -1,0 +1,97 @@
+"""(a) Fooling-step overhead: median time of a CE + lambda * penalty step over a plain CE step.
+
+Same model, batch and device, the two steps measured interleaved in one process. A step is the
+whole update: forward, loss, one backward, Adam step. The fooling step explains the predicted
+class (random weights: the label would give all-zero Grad-CAM maps, DESIGN.md 4); top-k also runs
+theta0's map (no graph) each step.
+
+    python bench/fooling_overhead.py --device cuda --batch 32 --size 224
+    python bench/fooling_overhead.py --device cpu --batch 4 --size 112 --reps 5     # this CPU
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+
+import _common
+import torch
+import torch.nn.functional as F
+
+from interpfool import interpreters, models
+from interpfool.fooling import FoolingModule
+from interpfool.fooling.penalties import LocationFooling
+
+FOOLINGS = {"location": lambda: LocationFooling()}
+try:  # top-k arrives with the full set of penalties
+    from interpfool.fooling.penalties import TopKFooling
+    FOOLINGS["topk"] = lambda: TopKFooling()
+except ImportError:  # pragma: no cover
+    pass
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--models", default="vgg19,resnet50,densenet121")
+    p.add_argument("--interps", default="gradcam,lrpT,simplegT,lrp,simpleg")
+    p.add_argument("--foolings", default="location,topk")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--reps", type=int, default=7)
+    p.add_argument("--amp", choices=["none", "bf16"], default="none", help="autocast dtype for both steps")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--no-record", action="store_true")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    rows = []
+    for model_name in args.models.split(","):
+        torch.manual_seed(0)
+        net = models.build(model_name, num_classes=1000).to(device).eval()
+        if args.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        x = torch.randn(args.batch, 3, args.size, args.size, device=device)
+        if args.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = torch.randint(0, 1000, (args.batch,), device=device)
+        autocast = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=args.amp == "bf16")
+        opt = torch.optim.Adam(net.parameters(), lr=0.0)   # lr 0: the weights stay, the work is the same
+
+        def plain_step():
+            opt.zero_grad(set_to_none=True)
+            with autocast():
+                loss = F.cross_entropy(net(x), y)
+            loss.backward()
+            opt.step()
+
+        for interp_name in args.interps.split(","):
+            for fooling_name in args.foolings.split(","):
+                if fooling_name not in FOOLINGS:
+                    continue
+                module = FoolingModule(net, functools.partial(interpreters.REGISTRY[interp_name]),
+                                       FOOLINGS[fooling_name](), lam=1.0, lr=1e-3, target="pred").to(device)
+                module.train()
+
+                def fooling_step(module=module):
+                    opt.zero_grad(set_to_none=True)
+                    with autocast():
+                        loss = module.objective(x, y)["loss"]
+                    loss.backward()
+                    opt.step()
+
+                t = _common.interleaved_medians({"plain": plain_step, "fool": fooling_step}, device, reps=args.reps)
+                rows.append([model_name, interp_name, fooling_name, t["plain"] * 1e3, t["fool"] * 1e3,
+                             t["fool"] / t["plain"]])
+                print(rows[-1], flush=True)
+                del module
+    table = _common.markdown_table(["model", "interpreter", "fooling", "CE step (ms)", "fooling step (ms)",
+                                    "overhead (x)"], rows)
+    notes = (f"batch {args.batch}, {args.size}x{args.size}, amp={args.amp}, channels_last={args.channels_last}, "
+             f"median of {args.reps} interleaved repetitions")
+    if not args.no_record:
+        _common.record("Fooling-step overhead (a)", table, device, notes)
+    else:
+        print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""(b) Heatmap throughput (images/s) against the peer libraries, same model, batch and device,
+with the maximum deviation between the maps (max |ours - peer| / max |peer|, maps compared at
+the layer's native resolution, un-normalised).
+
+Pairs: gradcam vs pytorch-grad-cam GradCAM and Captum LayerGradCam; lrp vs Zennit EpsilonPlus
+(epsilon 0.01, our `zennit_epsilon_plus` composite); ig (50 steps, riemann_right) vs Captum
+IntegratedGradients; smoothgrad (n=8) vs Captum NoiseTunnel(Saliency). SmoothGrad draws different
+noise in each library, so its deviation is not a correctness check (the tests feed both the same
+noise); its throughput is comparable.
+
+    python bench/heatmap_throughput.py --device cuda --model vgg19 --batch 32
+    python bench/heatmap_throughput.py --device cpu --model vgg19 --batch 4 --size 112 --reps 3
+"""
+from __future__ import annotations
+
+import argparse
+import warnings
+from unittest import mock
+
+import _common
+import torch
+
+from interpfool import interpreters, models
+from interpfool.models import resolve_module
+
+warnings.filterwarnings("ignore")
+
+
+def max_rel_dev(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double()).abs().max() / b.double().abs().max().clamp_min(1e-30))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--model", default="vgg19", choices=["vgg19", "resnet50"])
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--ig-steps", type=int, default=50)
+    p.add_argument("--sg-samples", type=int, default=8)
+    p.add_argument("--only", default="gradcam,lrp,ig,smoothgrad")
+    p.add_argument("--no-record", action="store_true")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    net = models.build(args.model, num_classes=1000).to(device).eval()
+    x = torch.randn(args.batch, 3, args.size, args.size, device=device)
+    with torch.no_grad():
+        target = net(x).argmax(1)
+    layer = resolve_module(net, net.target_layer)
+    rows = []
+
+    def compare(ours_name, ours, peer_name, peer, ours_map=None):
+        a, b = ours(), peer()
+        t = _common.interleaved_medians({"ours": ours, "peer": peer}, device, reps=args.reps, warmup=1)
+        rows.append([ours_name, peer_name, args.batch / t["ours"], args.batch / t["peer"], t["peer"] / t["ours"],
+                     max_rel_dev(a, b)])
+        print(rows[-1], flush=True)
+
+    only = args.only.split(",")
+    if "gradcam" in only:
+        ours = interpreters.build("gradcam", net, normalize="none")
+        from captum.attr import LayerGradCam
+        from pytorch_grad_cam import GradCAM
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        # pytorch-grad-cam hooks a module's output: the target is the input of `layer`, i.e. the output of
+        # the module just before it (VGG19 features.33, ResNet50 layer4.1).
+        before = {"vgg19": "features.33", "resnet50": "layer4.1"}[args.model]
+        pgc = GradCAM(model=net, target_layers=[resolve_module(net, before)])
+        targets = [ClassifierOutputTarget(int(c)) for c in target]
+
+        def pgc_map():
+            with mock.patch("pytorch_grad_cam.base_cam.scale_cam_image", lambda cam, target_size=None: cam):
+                return torch.as_tensor(pgc(input_tensor=x, targets=targets))
+        compare("gradcam", lambda: ours(x, target), "pytorch-grad-cam GradCAM", pgc_map)
+        lgc = LayerGradCam(net, layer)
+        compare("gradcam", lambda: ours(x, target), "Captum LayerGradCam",
+                lambda: torch.relu(lgc.attribute(x, target=target, attribute_to_layer_input=True)[:, 0]))
+    if "lrp" in only:
+        ours = interpreters.build("lrp", net, composite="zennit_epsilon_plus", normalize="none")
+        from zennit.attribution import Gradient
+        from zennit.composites import EpsilonPlus
+
+        from interpfool.lrp.zennit_oracle import canonizers_for
+
+        def zennit_map():
+            composite = EpsilonPlus(epsilon=0.01, canonizers=canonizers_for(net))
+            with Gradient(model=net, composite=composite) as attributor:
+                # relevance starts from the target logit, as ours does
+                _, rel = attributor(x, lambda out: torch.nn.functional.one_hot(target, out.shape[1]).to(out.dtype) * out)
+            return rel.sum(1)
+        compare("lrp", lambda: ours(x, target), "Zennit EpsilonPlus", zennit_map)
+    if "ig" in only:
+        ours = interpreters.build("ig", net, steps=args.ig_steps, method="riemann_right", baseline="zeros",
+                                  chunk_size=args.batch * 10)
+        from captum.attr import IntegratedGradients
+        ig = IntegratedGradients(net)
+        compare(f"ig ({args.ig_steps} steps)", lambda: ours.attribution(x, target).sum(1), "Captum IntegratedGradients",
+                lambda: ig.attribute(x, target=target, n_steps=args.ig_steps, method="riemann_right",
+                                     internal_batch_size=args.batch * 10).sum(1))
+    if "smoothgrad" in only:
+        ours = interpreters.build("smoothgrad", net, n=args.sg_samples, sigma=0.15, normalize="none")
+        from captum.attr import NoiseTunnel, Saliency
+        nt = NoiseTunnel(Saliency(net))
+        sigma = 0.15 * float(x.max() - x.min())
+        compare(f"smoothgrad (n={args.sg_samples})", lambda: ours(x, target), "Captum NoiseTunnel(Saliency)",
+                lambda: nt.attribute(x, nt_type="smoothgrad", nt_samples=args.sg_samples, stdevs=sigma,
+                                     target=target).sum(1))
+    table = _common.markdown_table(["ours", "peer", "ours (img/s)", "peer (img/s)", "speed-up (x)",
+                                    "max rel. deviation"], rows)
+    notes = f"{args.model}, batch {args.batch}, {args.size}x{args.size}, float32, median of {args.reps}"
+    if args.no_record:
+        print(table)
+    else:
+        _common.record("Heatmap throughput vs peers (b)", table, device, notes)
+
+
+if __name__ == "__main__":
+    main()
