@@ -5,6 +5,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from interpfool.data.resumable import ResumableLoader
 from interpfool.data.synthetic import SyntheticSpec, render_collage, render_index
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
@@ -22,6 +23,8 @@ class SyntheticDataModule(L.LightningDataModule):
     With ``collage_size > 0`` the module also serves collages of classes c1/c2 for active fooling:
     ``collage_dataloader(split)`` yields (x, masks [B, 2, S, S]).
     """
+
+    resumable_train = True   # its train loader resumes mid-epoch and shards across DDP ranks itself
 
     def __init__(self, image_size: int = 64, num_classes: int = 8, clutter: int = 6, train_size: int = 4000,
                  val_size: int = 400, test_size: int = 400, seed: int = 0, batch_size: int = 32,
@@ -92,7 +95,11 @@ class SyntheticDataModule(L.LightningDataModule):
                           num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("train"), True, self.batch_size)
+        """Seeded, resumable, rank-aware order (``data.resumable``)."""
+        trainer = getattr(self, "trainer", None)
+        return ResumableLoader(self.dataset("train"), self.batch_size, self.seed,
+                               step_source=lambda: trainer.global_step if trainer is not None else 0,
+                               num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.dataset("val"), False, self.eval_batch_size)

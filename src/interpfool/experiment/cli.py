@@ -19,6 +19,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 EXIT_BAD_INPUT = 2
+EXIT_TRAINING_FAILED = 3
 
 
 class BadInput(Exception):
@@ -71,8 +72,13 @@ def preflight(config_name: str, argv: list[str], conf_dir: Path = CONF_DIR) -> N
 
 
 def guarded(task: Callable, *args, **kwargs):
-    """Run ``task``; turn a build-phase ``BadInput`` into one line and exit code 2."""
+    """Run ``task``; a build-phase ``BadInput`` -> one line, exit 2; a non-finite loss -> one line, exit 3."""
+    from interpfool.experiment.callbacks import NonFiniteLoss
+
     try:
         return task(*args, **kwargs)
     except BadInput as err:
         fail(str(err))
+    except NonFiniteLoss as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_TRAINING_FAILED)

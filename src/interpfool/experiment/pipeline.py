@@ -18,12 +18,13 @@ import lightning as L
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
 
 from interpfool import interpreters
+from interpfool.experiment.callbacks import StopOnNonFiniteLoss
 from interpfool.experiment.cli import BadInput
 from interpfool.experiment.evaluate import evaluate_pair
 from interpfool.experiment.loggers import finish_logger, log_summary, make_logger, wandb_run_dir
@@ -50,6 +51,13 @@ class Built:
     interp_name: str
     fooling: Fooling
     eval_interps: dict[str, Callable]
+
+
+def _positive_int_or_bad(name: str, value: Any) -> None:
+    try:
+        _positive_int(name, value)
+    except ValueError as err:
+        raise BadInput(str(err)) from None
 
 
 def _positive_int(name: str, value: Any) -> None:
@@ -140,9 +148,31 @@ def checked_build(cfg: DictConfig) -> Built:
         raise BadInput(" ".join(str(err).split())) from None
 
 
+def resolve_ckpt(ckpt_path: str | None, run_dir: Path) -> str | None:
+    """``None`` (fresh run; the folder must not already hold one), ``last`` (this folder's last
+    checkpoint) or a checkpoint file."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if ckpt_path in (None, "", "null"):
+        for existing in (run_dir / "report.json", last):
+            if existing.exists():
+                raise BadInput(f"run folder {run_dir} already holds a run ({existing.name}); resume it with "
+                               f"ckpt_path=last or choose another hydra.run.dir (nothing was overwritten)")
+        return None
+    if ckpt_path == "last":
+        if not last.is_file():
+            raise BadInput(f"ckpt_path=last but {last} does not exist; resume with hydra.run.dir=<the killed run's "
+                           f"folder> or give ckpt_path=/path/to/file.ckpt")
+        return str(last)
+    if not Path(ckpt_path).is_file():
+        raise BadInput(f"ckpt_path={ckpt_path!r} is not a file; allowed: null, last, or a .ckpt file")
+    return str(ckpt_path)
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     built = checked_build(cfg)
     run_dir = Path(run_dir)
+    ckpt = resolve_ckpt(cfg.get("ckpt_path"), run_dir)
+    _positive_int_or_bad("checkpoint_every", cfg.get("checkpoint_every", 200))
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     accelerator = cfg.trainer.get("accelerator", "cpu")
@@ -153,12 +183,18 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     run_name = f"{cfg.model.name}-{cfg.fooling.name}-{built.interp_name}"
     logger = make_logger(cfg.logger, run_dir, run_name, OmegaConf.to_container(cfg, resolve=True))
     try:
+        ckpt_dir = run_dir / "checkpoints"
+        callbacks = [RichProgressBar(), StopOnNonFiniteLoss(int(cfg.get("nan_check_every", 1)), str(ckpt_dir)),
+                     # last.ckpt every N steps; Lightning writes it through an fsspec transaction (temp + move)
+                     ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=int(cfg.get("checkpoint_every", 200)),
+                                     save_last=True, save_top_k=0, enable_version_counter=False)]
         trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=logger or False,
-                            callbacks=[RichProgressBar()], inference_mode=False, check_val_every_n_epoch=None,
-                            num_sanity_val_steps=0, enable_checkpointing=False, default_root_dir=str(run_dir),
-                            enable_model_summary=False)
+                            callbacks=callbacks, inference_mode=False, check_val_every_n_epoch=None,
+                            num_sanity_val_steps=0, default_root_dir=str(run_dir), enable_model_summary=False,
+                            # the synthetic train loader shards itself across ranks and resumes mid-epoch
+                            use_distributed_sampler=not getattr(built.data, "resumable_train", False))
         start = time.time()
-        trainer.fit(module, datamodule=built.data)
+        trainer.fit(module, datamodule=built.data, ckpt_path=ckpt)
         fit_seconds = time.time() - start
         atomic_save(module.net.state_dict(), run_dir / "fooled.pt")
         report = evaluate_and_report(cfg, run_dir, built, module.net0, module.net, logger)
