@@ -8,6 +8,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from interpfool.experiment.cli import guarded, preflight
@@ -16,7 +17,10 @@ from interpfool.experiment.cli import guarded, preflight
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     from interpfool.experiment.pipeline import run
-    report = guarded(run, cfg, Path(HydraConfig.get().runtime.output_dir))
+    hydra_cfg = HydraConfig.get()
+    # Each multirun job is its own W&B run, grouped by sweep (unless logger.group is set).
+    group = "sweep-" + "-".join(Path(hydra_cfg.sweep.dir).parts[-2:]) if hydra_cfg.mode == RunMode.MULTIRUN else None
+    report = guarded(run, cfg, Path(hydra_cfg.runtime.output_dir), group=group)
     return report["fsr"][report["interpreter"]]["theta_star"]
 
 

@@ -16,7 +16,7 @@ LOGGER_KINDS = ("wandb", "csv", "none")
 WANDB_MODES = ("offline", "online", "disabled")
 
 
-def make_logger(cfg: Any, run_dir: Path, run_name: str, config: dict) -> Logger | None:
+def make_logger(cfg: Any, run_dir: Path, run_name: str, config: dict, group: str | None = None) -> Logger | None:
     kind = cfg.kind
     if kind not in LOGGER_KINDS:
         raise ValueError(f"logger.kind={kind!r}; allowed: {', '.join(LOGGER_KINDS)}")
@@ -36,7 +36,7 @@ def make_logger(cfg: Any, run_dir: Path, run_name: str, config: dict) -> Logger 
     os.environ.setdefault("WANDB_SILENT", "true")
     os.environ.setdefault("WANDB_DISABLE_GIT", "true")
     return WandbLogger(project=cfg.get("project", "interpfool"), name=run_name, save_dir=str(run_dir),
-                       offline=mode == "offline", mode=mode, group=cfg.get("group"), tags=list(cfg.get("tags") or []),
+                       offline=mode == "offline", mode=mode, group=cfg.get("group") or group, tags=list(cfg.get("tags") or []),
                        config=config)
 
 

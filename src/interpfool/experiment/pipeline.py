@@ -168,7 +168,7 @@ def resolve_ckpt(ckpt_path: str | None, run_dir: Path) -> str | None:
     return str(ckpt_path)
 
 
-def run(cfg: DictConfig, run_dir: Path) -> dict:
+def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict:
     built = checked_build(cfg)
     run_dir = Path(run_dir)
     ckpt = resolve_ckpt(cfg.get("ckpt_path"), run_dir)
@@ -181,7 +181,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     module = FoolingModule(fooled, built.interp, built.fooling, lam=float(cfg.fooling.lam), lr=float(cfg.fooling.lr),
                            target=cfg.target, interp_name=built.interp_name)
     run_name = f"{cfg.model.name}-{cfg.fooling.name}-{built.interp_name}"
-    logger = make_logger(cfg.logger, run_dir, run_name, OmegaConf.to_container(cfg, resolve=True))
+    logger = make_logger(cfg.logger, run_dir, run_name, OmegaConf.to_container(cfg, resolve=True), group=group)
     try:
         ckpt_dir = run_dir / "checkpoints"
         callbacks = [RichProgressBar(), StopOnNonFiniteLoss(int(cfg.get("nan_check_every", 1)), str(ckpt_dir)),
