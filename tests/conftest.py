@@ -1,10 +1,9 @@
-import os
-
 import pytest
 import torch
 
-# Two cores here and in CI: keep torch from oversubscribing when pytest runs alongside other work.
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# The test nets are tiny: one thread avoids OpenMP overhead, which on a shared 2-core CPU made
+# them 3-20x slower with two threads. Subprocess tests set OMP_NUM_THREADS=1 for the same reason.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

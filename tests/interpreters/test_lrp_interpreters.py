@@ -11,14 +11,6 @@ from interpfool.lrp.testing import tiny_net
 CONF = Path(__file__).resolve().parents[2] / "conf" / "interp"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One thread: on the shared 2-core CPU, OpenMP with 2 threads was 3-20x slower here. Restored."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def net():

@@ -13,14 +13,6 @@ from interpfool.lrp.testing import narrow_resnet, randomize_batchnorm, tiny_net
 KINDS = ["small_vgg", "resnet_basic", "resnet_bottleneck", "densenet"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny float64 nets: one thread is faster on a shared CPU. Restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _x(batch=3, side=32, seed=0):
     return torch.randn(batch, 3, side, side, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))

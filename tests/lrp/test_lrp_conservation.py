@@ -13,14 +13,6 @@ from interpfool import interpreters
 from interpfool.lrp.testing import make_bias_free, tiny_net
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny float64 nets: one thread is faster on a shared CPU. Restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 TINY = dict(epsilon=1e-12, stabilizer=1e-12)
 CASES = [

@@ -19,14 +19,6 @@ from interpfool.gradcheck import directional_fd_check
 from interpfool.lrp.testing import tiny_net
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny float64 nets: one thread is faster on a shared CPU. Restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 TOL = 1e-4
 FD_STEP = 1e-7

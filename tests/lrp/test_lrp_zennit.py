@@ -15,14 +15,6 @@ from interpfool.lrp.testing import head_above, max_rel_dev, tiny_net
 from interpfool.lrp.zennit_oracle import zennit_relevance
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny float64 nets: one thread is faster on a shared CPU. Restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 TOL = 1e-5
 CASES = [  # net, input side, composite matching Zennit's EpsilonPlus
