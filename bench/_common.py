@@ -68,8 +68,9 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 
 def record(title: str, table: str, device: torch.device, notes: str = "", out: Path | None = None) -> None:
     """Print the table and append it, with machine, date and command, to BENCHMARKS.md."""
-    command = "python " + " ".join([str(Path(sys.argv[0]).relative_to(ROOT)) if Path(sys.argv[0]).is_absolute()
-                                    else sys.argv[0], *sys.argv[1:]])
+    script = Path(sys.argv[0]).resolve()
+    command = "python " + " ".join([str(script.relative_to(ROOT)) if script.is_relative_to(ROOT) else str(script),
+                                    *sys.argv[1:]])
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     block = f"\n### {title}\n\n- machine: {machine(device)}\n- date: {stamp}\n- command: `{command}`\n"
     if notes:
@@ -88,8 +89,8 @@ def peak_memory_reset(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def peak_memory_mb(device: torch.device) -> float:
+def peak_memory_mb(device: torch.device) -> float | str:
+    """CUDA max allocated since the last reset; on CPU there is no per-step allocator peak: "n/a"."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2 ** 20
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process max RSS (CPU: not per step)
+    return "n/a"

@@ -1,7 +1,7 @@
 """(c) End-to-end fooling throughput (images/s) and peak memory for the three ImageNet models:
 the FoolingModule's full step (forward, CE + lambda * location penalty with the heatmap built
 with create_graph=True, one backward, Adam) on random data, repeated; plus a plain CE step for
-reference. Peak memory: CUDA max allocated on GPU; process max RSS on CPU (an upper bound).
+reference, the two measured interleaved. Peak memory: CUDA max allocated of one step (n/a on CPU).
 
     python bench/end_to_end.py --device cuda --batch 32 --steps 20
     python bench/end_to_end.py --device cpu --batch 4 --size 112 --steps 3
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import time
 
 import _common
 import torch
@@ -55,16 +54,16 @@ def main() -> None:
                 loss.backward()
                 opt.step()
 
+            # Throughput: plain and fooling steps interleaved (median step time), robust to drifting load.
+            t = _common.interleaved_medians({k: functools.partial(step, k) for k in ("plain", "fool")}, device,
+                                            reps=args.steps, warmup=1)
             result = {}
-            for kind in ("plain", "fool"):
-                step(kind)                                   # warm-up (allocator, kernels)
+            for kind in ("plain", "fool"):                   # peak memory of one step of each kind
                 _common.sync(device)
                 _common.peak_memory_reset(device)
-                start = time.perf_counter()
-                for _ in range(args.steps):
-                    step(kind)
+                step(kind)
                 _common.sync(device)
-                result[kind] = (args.batch * args.steps / (time.perf_counter() - start), _common.peak_memory_mb(device))
+                result[kind] = (args.batch / t[kind], _common.peak_memory_mb(device))
             rows.append([model_name, interp_name, result["plain"][0], result["fool"][0],
                          result["plain"][1], result["fool"][1]])
             print(rows[-1], flush=True)
