@@ -74,13 +74,13 @@ def test_collage_set_is_cached_by_config_and_reused(fake_root, tmp_path, capsys)
 
 
 @pytest.mark.parametrize("override, expected", [
-    ("data.c1=n99999999", "data.c1='n99999999' is not a class folder of"),
-    ("data.c2=n02504458", "data.c1 == data.c2 == n02504458; allowed: two different classes"),
-    ("data.c1=7", "data.c1=7; allowed: a class index in 0..3 or a class folder name (wnid)"),
+    ([], "data.c1=386; allowed: a class index in 0..3 or a class folder name (wnid)"),   # the paper's on 4 classes
+    (["data.c1=n99999999", "data.c2=2"], "data.c1='n99999999' is not a class folder of"),
+    (["data.c1=1", "data.c2=n02504458"], "data.c1 == data.c2 == n02504458; allowed: two different classes"),
 ])
 def test_bad_collage_classes_give_one_line(compose_cfg, fake_root, tmp_path, override, expected):
     cfg = compose_cfg(["data=collage", f"data.root={fake_root}", "data.num_classes=4", "model.width=4",
-                       f"cache_dir={tmp_path}", override])
+                       f"cache_dir={tmp_path}", *override])
     with pytest.raises(BadInput) as err:
         checked_build(cfg)
     assert expected in str(err.value) and "\n" not in str(err.value)
@@ -88,7 +88,8 @@ def test_bad_collage_classes_give_one_line(compose_cfg, fake_root, tmp_path, ove
 
 def test_collage_config_builds_with_class_indices(compose_cfg, fake_root, tmp_path):
     cfg = compose_cfg(["data=collage", f"data.root={fake_root}", "data.num_classes=4", "model.width=4",
-                       f"cache_dir={tmp_path}", "data.c1=0", "data.c2=3"])
+                       f"cache_dir={tmp_path}", "data.c1=0", "data.c2=n09472597"])
     data = checked_build(cfg).data
     assert (data.c1, data.c1_wnid, data.c2, data.c2_wnid) == (0, "n01440764", 3, "n09472597")
+    assert isinstance(data.c1, int) and isinstance(data.c2, int)       # what fooling=active reads
     assert data.collage_sizes == {"train": 1100, "val": 200}

@@ -92,6 +92,9 @@ def _break(kind: str, root: Path) -> list[str]:
         (root / "val" / "n09472597").rename(root / "val" / "n09999999")
     elif kind == "corrupt first image":
         (root / "train" / "n02504458" / "n02504458_train0.JPEG").write_bytes(b"\xff\xd8not a jpeg")
+    elif kind == "truncated image":
+        f = root / "val" / "n02504458" / "n02504458_val0.JPEG"
+        f.write_bytes(f.read_bytes()[:400])
     elif kind == "corrupt later image":
         (root / "val" / "n01440764" / "n01440764_val1.JPEG").write_bytes(b"garbage")
         return ["data.check_images=all"]
@@ -108,6 +111,7 @@ def _break(kind: str, root: Path) -> list[str]:
     ("no images", "val/n03345487 has no images (jpeg, jpg, png ...); " + LAYOUT),
     ("val classes differ", "has other class folders than"),
     ("corrupt first image", "n02504458_train0.JPEG is not a readable image (UnidentifiedImageError)"),
+    ("truncated image", "n02504458_val0.JPEG is not a readable image (OSError)"),
     ("corrupt later image", "n01440764_val1.JPEG is not a readable image"),
     ("num_classes", "data.num_classes=5 but"),
 ])
