@@ -11,11 +11,18 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from interpfool.experiment.cli import guarded, preflight
+from interpfool.experiment.cli import fail, guarded, preflight
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | None:
+    job = cfg.get("job", "fool")
+    if job == "lerma":         # experiment=lerma_presoftmax: measure the pre-softmax manipulation, no fooling
+        from interpfool.experiment.lerma import run as run_lerma
+        guarded(run_lerma, cfg, Path(HydraConfig.get().runtime.output_dir))
+        return None
+    if job != "fool":
+        fail(f"job={job!r}; allowed: fool, lerma")
     from interpfool.experiment.pipeline import run
     hydra_cfg = HydraConfig.get()
     # Each multirun job is its own W&B run, grouped by sweep (unless logger.group is set).

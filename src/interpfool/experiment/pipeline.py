@@ -88,6 +88,9 @@ def build_all(cfg: DictConfig) -> Built:
     if float(cfg.original.lr) <= 0:
         raise ValueError(f"original.lr={cfg.original.lr}; allowed: > 0")
     data = instantiate(cfg.data)
+    splits = getattr(data, "splits", SPLITS)          # ImageNet / torchvision sets: train, val
+    if cfg.eval.split not in splits:
+        raise ValueError(f"eval.split={cfg.eval.split!r} with this data; allowed: {', '.join(splits)}")
     net = instantiate(cfg.model)
     make_interp = interp_factory(cfg.interp)
     interp_name = make_interp(net=net).name          # also checks layer= and score= on this model
@@ -105,7 +108,8 @@ def original_key(cfg: DictConfig) -> dict:
     model = OmegaConf.to_container(cfg.model, resolve=True)
     model.pop("target_layer", None)
     data = OmegaConf.to_container(cfg.data, resolve=True)
-    for k in ("batch_size", "eval_batch_size", "num_workers", "collage_train_size", "collage_val_size", "c1", "c2"):
+    for k in ("batch_size", "eval_batch_size", "num_workers", "collage_train_size", "collage_val_size", "c1", "c2",
+              "cache_dir", "check_images"):
         data.pop(k, None)
     return {"model": model, "data": data, "original": OmegaConf.to_container(cfg.original, resolve=True),
             "seed": cfg.seed}

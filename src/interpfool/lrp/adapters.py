@@ -416,12 +416,12 @@ class Trace:
     saved: list[Any] = field(default_factory=list)
 
 
-def _supported_forward(net: nn.Module) -> str | None:
-    """The plan family whose forward the model's class runs unchanged, or None."""
+def _supported_forward(net: nn.Module, cls: type | None = None) -> str | None:
+    """The plan family whose forward the model's class (or ``cls``) runs unchanged, or None."""
     from interpfool.models.small_vgg import SmallVGG
     from interpfool.models.torchvision_models import DenseNet121
 
-    cls = type(net)
+    cls = cls or type(net)
     if isinstance(net, SmallVGG) and cls.forward is SmallVGG.forward:
         return "vgg"
     if isinstance(net, tv_vgg.VGG) and cls.forward is tv_vgg.VGG.forward:
@@ -441,8 +441,10 @@ SUPPORTED = ("SmallVGG", "torchvision VGG (vgg11..vgg19, with or without BN)", "
 class LRPAdapter:
     """Explicit forward + relevance pass for one model (see the module docstring)."""
 
-    def __init__(self, net: nn.Module):
-        family = _supported_forward(net)
+    def __init__(self, net: nn.Module, cls: type | None = None):
+        """``cls``: plan ``net`` as an instance of that class (a subclass that only wraps the forward, such as
+        the pre-softmax shifted model, is planned as its base class)."""
+        family = _supported_forward(net, cls)
         if family is None:
             raise ValueError(f"LRP has no adapter for {type(net).__module__}.{type(net).__name__}; supported: "
                              f"{'; '.join(SUPPORTED)} (with their own forward)")
@@ -490,5 +492,11 @@ class LRPAdapter:
 
 
 def build_adapter(net: nn.Module) -> LRPAdapter:
-    """The adapter for ``net``'s type; ValueError naming the type and what is supported otherwise."""
+    """The adapter for ``net``'s type; ValueError naming the type and what is supported otherwise.
+    A pre-softmax shifted model (``models.presoftmax_shift``) gets ``PresoftmaxShiftAdapter``."""
+    from interpfool.models.presoftmax import PresoftmaxShifted
+
+    if isinstance(net, PresoftmaxShifted):
+        from interpfool.lrp.presoftmax import PresoftmaxShiftAdapter
+        return PresoftmaxShiftAdapter(net)
     return LRPAdapter(net)

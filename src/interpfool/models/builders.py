@@ -28,7 +28,8 @@ def resolve_module(net: nn.Module, name: str) -> nn.Module:
     return modules[name]
 
 def _load_weights_file(net: nn.Module, path: str) -> None:
-    file = Path(path)
+    """Load a local state dict with ``weights_only=True``; every failure is one line saying what to do."""
+    file = Path(path).expanduser()
     if not file.is_file():
         raise FileNotFoundError(f"model.weights_path={path!r} does not exist; give a state-dict file "
                                 f"saved with torch.save(model.state_dict(), path)")
@@ -42,31 +43,61 @@ def _load_weights_file(net: nn.Module, path: str) -> None:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"model.weights_path={path!r} holds a {type(state).__name__}, not a state dict "
                          f"of tensors; save one with torch.save(model.state_dict(), path)")
+    _load_state(net, state, f"model.weights_path={path!r}")
+
+
+def _load_state(net: nn.Module, state: dict, what: str) -> None:
+    """``net.load_state_dict(state)`` (strict) with the first mismatch as a one-line ValueError."""
     try:
         net.load_state_dict(state)
     except RuntimeError as err:
-        first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
-        raise ValueError(f"model.weights_path={path!r} does not fit {type(net).__name__}: {first}") from None
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        first = lines[1] if len(lines) > 1 else lines[0] if lines else type(err).__name__
+        raise ValueError(f"{what} does not fit {type(net).__name__}: {first}") from None
+
+
+def pretrained_cache_file(weights_enum: str) -> Path:
+    """Where torch hub keeps (and looks for) the torchvision ImageNet weights: TORCH_HOME/hub/checkpoints."""
+    from torchvision import models as tvm
+
+    url = getattr(tvm, weights_enum).IMAGENET1K_V1.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+
 
 def _load_pretrained(net: nn.Module, name: str, weights_enum: str) -> None:
+    """torchvision's weights API (``VGG19_Weights.IMAGENET1K_V1`` ...): its URL, fetched through the torch hub
+    cache (TORCH_HOME/hub/checkpoints) as ``WeightsEnum.get_state_dict`` does, but loaded with
+    ``weights_only=True`` (DESIGN.md 2.5). Offline with a cold cache, a corrupt cached file, or weights that
+    do not fit: one line saying what to do."""
     from torchvision import models as tvm
 
     weights = getattr(tvm, weights_enum).IMAGENET1K_V1
+    cached = pretrained_cache_file(weights_enum)
+    what = f"{weights_enum}.IMAGENET1K_V1 for {name}"
+    was_cached = cached.is_file()
     try:
-        state = weights.get_state_dict(progress=False, check_hash=True)
-    except Exception as err:  # noqa: BLE001 - offline, proxy, corrupt cache ...
+        state = torch.hub.load_state_dict_from_url(weights.url, progress=False, check_hash=True,
+                                                   weights_only=True)
+    except Exception as err:  # noqa: BLE001 - offline, proxy, bad hash, corrupt cache ...
+        reason = f"{type(err).__name__}: {' '.join(str(err).split())[:120]}"
+        if was_cached:
+            raise RuntimeError(
+                f"model.pretrained=true: the cached {what} at {cached} cannot be loaded ({reason}); delete "
+                f"that file and retry with internet, or pass model.weights_path=/path/to/{name}.pth") from None
         raise RuntimeError(
-            f"model.pretrained=true could not fetch {weights_enum}.IMAGENET1K_V1 for {name} "
-            f"({type(err).__name__}); download it where you have internet and pass "
+            f"model.pretrained=true could not download {what} from {weights.url} ({reason}); where you have "
+            f"internet, download that file and put it at {cached} (TORCH_HOME/hub/checkpoints), or pass "
             f"model.weights_path=/path/to/{name}.pth, or set model.pretrained=false") from None
-    net.load_state_dict(state)
+    _load_state(net, state, f"model.pretrained=true ({cached})")
+
 
 def build(name: str, pretrained: bool = False, num_classes: int = 1000, weights_path: str | None = None,
           target_layer: str | None = None, **kwargs) -> nn.Module:
     """Build ``name`` with in-place ops off; ``net.target_layer`` / ``net.last_pool`` name its layers.
 
     ``pretrained`` uses torchvision's weights API; ``weights_path`` loads a local state dict with
-    ``weights_only=True``; both fail with one line saying what to do.
+    ``weights_only=True`` (and, when both are given, replaces the download); both fail with one line
+    saying what to do.
     """
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; allowed: {', '.join(MODEL_NAMES)}")
@@ -78,11 +109,11 @@ def build(name: str, pretrained: bool = False, num_classes: int = 1000, weights_
         layer, last_pool = SmallVGG.target_layer, SmallVGG.last_pool
     else:
         make, layer, last_pool, weights_enum = TORCHVISION_SPECS[name]
-        net = make(1000 if pretrained else num_classes)
-        if pretrained:
-            if num_classes != 1000:
-                raise ValueError(f"model.num_classes={num_classes} with pretrained ImageNet weights; "
-                                 f"allowed: 1000")
+        if pretrained and num_classes != 1000:
+            raise ValueError(f"model.num_classes={num_classes} with pretrained ImageNet weights; "
+                             f"allowed: 1000")
+        net = make(num_classes)
+        if pretrained and not weights_path:   # a local file replaces the download (it would overwrite it)
             _load_pretrained(net, name, weights_enum)
     if weights_path:
         _load_weights_file(net, weights_path)
