@@ -64,3 +64,30 @@ def test_batchnorm_statistics_stay_frozen_through_a_real_fit():
     after = module.net.state_dict()
     assert all(torch.equal(stats[k], after[k]) for k in stats)
     assert trainer.global_step == 4
+
+
+def test_active_objective_ce_on_images_penalty_on_collages_matches_finite_differences():
+    """Active fooling: CE on the image batch, the swap penalty on the collage batch (maps for c1 and c2
+    from one forward), one loss; its double-backprop gradient equals central differences (float64)."""
+    from interpfool.fooling import ActiveFooling
+
+    net = models.build("small_vgg", num_classes=5, width=4, hidden=8).to(torch.float64)
+    module = FoolingModule(net, functools.partial(interpreters.REGISTRY["gradcam"]), ActiveFooling(1, 3),
+                           lam=3.0, lr=1e-3)
+    module.train()                                 # eval mode, as in fitting
+    with torch.no_grad():                          # move theta away from theta0: a non-zero penalty
+        for p in module.net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x, y = torch.randn(2, 3, 32, 32, dtype=torch.float64), torch.tensor([1, 3])
+    xc = torch.randn(3, 3, 32, 32, dtype=torch.float64)
+    out = module.objective(x, y, xc)
+    assert out["maps"].shape == (3, 2, 8, 8) and out["penalty"] > 0
+    names = ["features.0.weight", "features.8.weight", "features.12.weight", "classifier.3.bias"]
+    result = directional_fd_check(lambda: module.objective(x, y, xc)["loss"], module.net, names)
+    for name, (analytic, numeric, rel) in result.items():
+        assert rel < 1e-4, (name, analytic, numeric)
+    batch = {"images": (x, y, None), "collage": (xc, None)}
+    assert torch.equal(module.split_batch(batch)[2], xc)
+    import pytest
+    with pytest.raises(ValueError, match="needs a collage batch"):
+        module.objective(x, y)

@@ -1,8 +1,13 @@
-"""End-of-run evaluation of theta0 against theta* (reused by eval.py).
+"""Evaluation of theta0 against theta* (used at the end of train.py and by eval.py).
 
-For every requested interpreter: FSR of theta* (and of theta0, as the base rate) under the
-fooling's test loss and interval, localisation (positive mass inside the object mask, pointing
-game) and the share of all-zero maps; top-1 / top-5 accuracy of both models on the same images.
+* ``evaluate_pair``: for every requested interpreter, FSR of theta* (and of theta0, the base rate)
+  under the fooling's test loss and interval, localisation (positive mass inside the object mask,
+  pointing game), the share of all-zero maps, per-image test losses; top-1 / top-5 accuracy of both
+  models on the same images. Swap foolings (active) measure accuracy on the images and the FSR per
+  class (c1, c2) on held-out collages.
+* ``transfer_matrix``: FSR of every interpreter on models fooled through different interpreters.
+* ``evaluate_aopc``: AOPC curves (MoRF / LeRF / random orders from theta0's and theta*'s maps).
+* ``noise_robustness``: accuracy and FSR against Gaussian noise on the parameters (Heo Sec. 5).
 """
 from __future__ import annotations
 
@@ -12,77 +17,123 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from interpfool.fooling.module import fooling_maps
 from interpfool.fooling.penalties.base import Fooling
-from interpfool.interpreters.base import Interpreter
-from interpfool.metrics import FoolingSuccessRate, Localisation, PointingGame
+from interpfool.interpreters.base import Interpreter, resolve_target
+from interpfool.metrics import AOPC, FoolingSuccessRate, Localisation, PointingGame
+from interpfool.metrics.aopc import cell_grid, cell_relevance, perturbation_order, perturbation_scores, seeded_noise
+from interpfool.metrics.robustness import perturb_parameters
 
 MODELS = ("theta0", "theta_star")
+CSV_COLUMNS = ["image", "interpreter", "model", "class", "test_loss", "success"]
 
 
 def _num_classes(net: nn.Module) -> int:
     return [m for m in net.modules() if isinstance(m, nn.Linear)][-1].out_features
 
 
+def class_tags(fooling: Fooling) -> list[str]:
+    """Column names of the test losses: ``[""]`` for one map per image, ``["c1", "c2"]`` for a swap."""
+    return [f"c{k + 1}" for k in range(len(fooling.classes))] or [""]
+
+
 def evaluate_pair(net0: nn.Module, net: nn.Module, batches: Iterable, interpreters: dict[str, Callable[..., Interpreter]],
                   fooling: Fooling, target: str = "label", device: torch.device | str = "cpu",
-                  keep_maps: int = 0) -> dict:
+                  keep_maps: int = 0, collage_batches: Iterable | None = None) -> dict:
     """Metrics of theta0 and theta* over ``batches`` of (x, y[, mask]); ``interpreters``: name -> factory(net=...).
 
-    Returns a JSON-ready dict; with ``keep_maps`` > 0 also ``"figure"``: the first images and maps.
+    Swap foolings need ``collage_batches`` of (x, masks [B, n_classes, S, S]): maps, FSR and
+    localisation come from them, accuracy from ``batches``. Returns a JSON-ready dict with
+    ``per_image_test_loss`` rows (``CSV_COLUMNS``); with ``keep_maps`` > 0 also ``"figure"``.
     """
+    swap = bool(fooling.classes)
+    if swap and collage_batches is None:
+        raise ValueError(f"{fooling.name} fooling is evaluated on collages: pass collage_batches")
     net0, net = net0.to(device).eval(), net.to(device).eval()
     classes = _num_classes(net)
     acc = {m: {k: MulticlassAccuracy(classes, top_k=min(k, classes), average="micro").to(device) for k in (1, 5)}
            for m in MODELS}
     built = {name: {"theta0": make(net=net0), "theta_star": make(net=net)} for name, make in interpreters.items()}
-    fsr = {n: {m: FoolingSuccessRate().to(device) for m in MODELS} for n in built}
+    tags = class_tags(fooling)
+    fsr = {n: {m: [FoolingSuccessRate().to(device) for _ in tags] for m in MODELS} for n in built}
     loc = {n: {m: Localisation().to(device) for m in MODELS} for n in built}
     point = {n: {m: PointingGame().to(device) for m in MODELS} for n in built}
-    losses = {n: {m: [] for m in MODELS} for n in built}
+    losses, test_sum = [], {n: {m: [0.0, 0] for m in MODELS} for n in built}
     zero = {n: {m: [0, 0] for m in MODELS} for n in built}
     figure: dict = {"images": [], "labels": [], "maps": {}}
-    for batch in batches:
-        x, y = batch[0].to(device), batch[1].to(device)
-        mask = batch[2].to(device) if len(batch) > 2 else None
+    first = next(iter(built))
+
+    n_images = 0
+
+    def update_accuracy(model: str, logits: torch.Tensor, y: torch.Tensor) -> None:
+        nonlocal n_images
+        acc[model][1].update(logits.detach(), y)
+        acc[model][5].update(logits.detach(), y)
+        n_images += y.shape[0] if model == "theta0" else 0
+
+    if swap:
+        with torch.no_grad():
+            for batch in batches:
+                x, y = batch[0].to(device), batch[1].to(device)
+                update_accuracy("theta0", net0(x), y)
+                update_accuracy("theta_star", net(x), y)
+    seen = 0
+    for batch in (collage_batches if swap else batches):
+        x = batch[0].to(device)
+        y = None if swap else batch[1].to(device)
+        mask = batch[2].to(device) if (not swap and len(batch) > 2) else (batch[1].to(device) if swap else None)
         for n, pair in built.items():
             maps = {}
             for m, interp in pair.items():
                 with torch.enable_grad():
                     fwd = interp.forward(x)
-                    maps[m] = interp.explain(fwd, target, labels=y)
-                if n == next(iter(built)):
-                    acc[m][1].update(fwd.logits.detach(), y)
-                    acc[m][5].update(fwd.logits.detach(), y)
+                    maps[m] = fooling_maps(interp, fwd, fooling, target, y)
+                if not swap and n == first:
+                    update_accuracy(m, fwd.logits, y)
+                flat = maps[m].flatten(0, -3)                 # one [H, W] map per image (and class)
                 if mask is not None:
-                    loc[n][m].update(maps[m], mask)
-                    point[n][m].update(maps[m], mask)
-                zero[n][m][0] += int((maps[m].flatten(1).abs().amax(1) == 0).sum())
-                zero[n][m][1] += maps[m].shape[0]
+                    loc[n][m].update(flat, mask.flatten(0, -3))
+                    point[n][m].update(flat, mask.flatten(0, -3))
+                zero[n][m][0] += int((flat.flatten(1).abs().amax(1) == 0).sum())
+                zero[n][m][1] += flat.shape[0]
             h0 = maps["theta0"] if fooling.needs_original else None
             for m in MODELS:
-                t = fooling.test_loss(maps[m], h0)
-                fsr[n][m].update(fooling.success(t))
-                losses[n][m].extend(t.cpu().tolist())
+                t = fooling.test_loss(maps[m], h0).reshape(x.shape[0], len(tags))
+                ok = fooling.success(t)
+                for k, tag in enumerate(tags):
+                    fsr[n][m][k].update(ok[:, k])
+                    losses.extend([seen + i, n, m, tag, float(t[i, k]), bool(ok[i, k])] for i in range(x.shape[0]))
+                test_sum[n][m][0] += float(t.sum())
+                test_sum[n][m][1] += t.numel()
             taken = len(figure["images"])
             if keep_maps and taken < keep_maps:
                 take = min(keep_maps - taken, x.shape[0])
                 for m in MODELS:
-                    figure["maps"].setdefault(f"{n} {m}", []).append(maps[m][:take].cpu())
+                    for k, tag in enumerate(tags):
+                        h = maps[m][:take, k] if swap else maps[m][:take]
+                        figure["maps"].setdefault(" ".join(filter(None, (n, m, tag))), []).append(h.cpu())
         if keep_maps and len(figure["images"]) < keep_maps:
             take = min(keep_maps - len(figure["images"]), x.shape[0])
             figure["images"].extend(x[:take].cpu())
-            figure["labels"].extend(y[:take].cpu().tolist())
+            figure["labels"].extend((y[:take].cpu().tolist() if y is not None else [None] * take))
+        seen += x.shape[0]
     top1 = {m: float(acc[m][1].compute()) for m in MODELS}
+    rates = {n: {m: [float(r.compute()) for r in fsr[n][m]] for m in MODELS} for n in built}
     report = {
-        "n_images": zero[next(iter(built))]["theta0"][1],
+        "n_images": n_images,               # images of the accuracy
+        "n_fsr_images": seen,               # images of the maps (collages for a swap fooling)
         "accuracy": {m: {"top1": top1[m], "top5": float(acc[m][5].compute())} for m in MODELS},
         "top1_drop_points": 100 * (top1["theta0"] - top1["theta_star"]),
-        "fsr": {n: {m: float(fsr[n][m].compute()) for m in MODELS} for n in built},
-        "test_loss_mean": {n: {m: sum(v) / max(1, len(v)) for m, v in losses[n].items()} for n in built},
+        # FSR per interpreter and model; for a swap fooling the mean of FSR(c1) and FSR(c2)
+        "fsr": {n: {m: sum(r) / len(r) for m, r in d.items()} for n, d in rates.items()},
+        "test_loss_mean": {n: {m: s / max(1, c) for m, (s, c) in d.items()} for n, d in test_sum.items()},
         "zero_map_share": {n: {m: z[0] / max(1, z[1]) for m, z in zero[n].items()} for n in built},
         "fooling": {"name": fooling.name, "interval": list(fooling.interval)},
         "target": target,
     }
+    if swap:
+        report["fsr_per_class"] = {n: {m: dict(zip(tags, r)) for m, r in d.items()} for n, d in rates.items()}
+        report["classes"] = dict(zip(tags, fooling.classes))
     if any(loc[n]["theta0"].total > 0 for n in built):
         report["localisation"] = {n: {m: {"mass_inside": float(loc[n][m].compute()),
                                           "pointing_game": float(point[n][m].compute())} for m in MODELS}
@@ -92,3 +143,95 @@ def evaluate_pair(net0: nn.Module, net: nn.Module, batches: Iterable, interprete
         report["figure"] = {"images": torch.stack(figure["images"]), "labels": figure["labels"],
                             "maps": {k: torch.cat(v) for k, v in figure["maps"].items()}}
     return report
+
+
+def transfer_matrix(pairs: dict[str, tuple[nn.Module, nn.Module]], interpreters: dict[str, Callable[..., Interpreter]],
+                    fooling: Fooling, batches: Iterable, target: str = "label", device: torch.device | str = "cpu",
+                    collage_batches: Iterable | None = None) -> dict[str, dict[str, float]]:
+    """Rows: the interpreter each model was fooled through (``pairs``: row -> (theta0, theta*));
+    columns: FSR of theta* under every interpreter of ``interpreters`` (Heo Table 1 layout)."""
+    return {row: fsr_row(evaluate_pair(net0, net, batches, interpreters, fooling, target, device,
+                                       collage_batches=collage_batches))
+            for row, (net0, net) in pairs.items()}
+
+
+def fsr_row(result: dict) -> dict[str, float]:
+    """One row of the transfer matrix from an ``evaluate_pair`` result: FSR of theta* per interpreter."""
+    return {n: v["theta_star"] for n, v in result["fsr"].items()}
+
+
+def matrix_markdown(matrix: dict[str, dict[str, float]], corner: str = "fooled through") -> str:
+    """A transfer matrix as a Markdown table of percentages."""
+    columns = list(dict.fromkeys(c for row in matrix.values() for c in row))
+    lines = [f"| {corner} | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for row, values in matrix.items():
+        lines.append(f"| {row} | " + " | ".join(f"{100 * values[c]:.1f}" if c in values else "" for c in columns) + " |")
+    return "\n".join(lines)
+
+
+AOPC_ORDERS = ("morf_h0", "lerf_h0", "morf_hstar", "lerf_hstar", "random")
+
+
+def evaluate_aopc(net0: nn.Module, net: nn.Module, batches: Iterable, interp: Callable[..., Interpreter],
+                  target: str = "label", device: torch.device | str = "cpu", cell: int = 4, steps: int = 100,
+                  noise_std: float = 0.3, seed: int = 0, images: int = 200, chunk: int = 1024) -> dict:
+    """AOPC curves (``metrics.aopc``) of theta0 and theta* for the orders given by theta0's map (h0),
+    theta*'s map (hstar) — MoRF and LeRF — and a random order, on the first ``images`` images.
+
+    Maps come from ``interp`` for ``target`` on each model; the perturbed score is the logit of the
+    class the maps explain (the label, or for ``target="pred"`` the perturbed model's prediction on x^(0)).
+    """
+    models = {"theta0": net0.to(device).eval(), "theta_star": net.to(device).eval()}
+    explainers = {m: interp(net=model) for m, model in models.items()}
+    curves = {m: {o: AOPC(steps).to(device) for o in AOPC_ORDERS} for m in models}
+    seen = 0
+    for batch in batches:
+        if seen >= images:
+            break
+        x, y = batch[0][:images - seen].to(device), batch[1][:images - seen].to(device)
+        index = torch.arange(seen, seen + x.shape[0])
+        size = tuple(x.shape[-2:])
+        rows, cols = cell_grid(size, cell)
+        h = {m: e(x, target, labels=y) for m, e in explainers.items()}
+        orders = {"random": perturbation_order(None, "random", index, seed, rows * cols)}
+        for tag, m in (("h0", "theta0"), ("hstar", "theta_star")):
+            relevance = cell_relevance(h[m], size, cell)
+            for kind in ("morf", "lerf"):
+                orders[f"{kind}_{tag}"] = perturbation_order(relevance, kind)
+        noise = seeded_noise(tuple(x.shape[1:]), index, seed, noise_std)
+        for m, model in models.items():
+            with torch.no_grad():
+                cls = resolve_target(target, model(x), y)
+            for name, order in orders.items():
+                curves[m][name].update(perturbation_scores(model, x, cls, order, noise, cell, steps, chunk))
+        seen += x.shape[0]
+    computed = {m: {o: metric.compute().tolist() for o, metric in d.items()} for m, d in curves.items()}
+    return {"cell": cell, "steps": steps, "noise_std": noise_std, "seed": seed, "images": seen, "target": target,
+            "aopc": {m: {o: c[-1] for o, c in d.items()} for m, d in computed.items()}, "curves": computed}
+
+
+def noise_robustness(net0: nn.Module, net: nn.Module, batches: Iterable,
+                     interpreters: dict[str, Callable[..., Interpreter]], fooling: Fooling, sigmas: Iterable[float],
+                     trials: int = 1, seed: int = 0, scale: str = "relative", target: str = "label",
+                     device: torch.device | str = "cpu", collage_batches: Iterable | None = None) -> dict:
+    """Top-1 accuracy and FSR of theta0 + noise and theta* + noise against sigma (Heo Fig. 4b), the
+    mean over ``trials`` seeded draws (``metrics.robustness.perturb_parameters``). FSR is always taken
+    against the maps of the clean theta0. theta0 and theta* get the same draws (paired)."""
+    models = {"theta0": net0, "theta_star": net}
+    out: dict = {"sigmas": [float(s) for s in sigmas], "scale": scale, "trials": trials, "seed": seed}
+    for m in models:
+        out[m] = {"top1": [], "fsr": {n: [] for n in interpreters}}
+    for sigma in out["sigmas"]:
+        for m, model in models.items():
+            top1, fsr = [], {n: [] for n in interpreters}
+            for trial in range(trials):
+                noisy = perturb_parameters(model, sigma, torch.Generator().manual_seed(seed * 10_007 + trial), scale)
+                r = evaluate_pair(net0, noisy, batches, interpreters, fooling, target, device,
+                                  collage_batches=collage_batches)
+                top1.append(r["accuracy"]["theta_star"]["top1"])
+                for n in interpreters:
+                    fsr[n].append(r["fsr"][n]["theta_star"])
+            out[m]["top1"].append(sum(top1) / trials)
+            for n in interpreters:
+                out[m]["fsr"][n].append(sum(fsr[n]) / trials)
+    return out

@@ -48,8 +48,9 @@ def wandb_run_dir(logger: Logger | None) -> str | None:
 
 
 def log_summary(logger: Logger | None, metrics: dict[str, float], images: dict[str, Path] | None = None,
-                table: tuple[str, list[str], list[list]] | None = None) -> None:
-    """Final numbers, figures and a table, to whichever logger is active."""
+                table: tuple[str, list[str], list[list]] | None = None,
+                histograms: dict[str, list[float]] | None = None) -> None:
+    """Final numbers, figures, a table and histograms (W&B only), to whichever logger is active."""
     if logger is None:
         return
     logger.log_metrics(metrics)
@@ -59,6 +60,9 @@ def log_summary(logger: Logger | None, metrics: dict[str, float], images: dict[s
         if table:
             key, columns, rows = table
             logger.log_table(key=key, columns=columns, data=rows)
+        if histograms:
+            import wandb
+            logger.experiment.log({key: wandb.Histogram(values) for key, values in histograms.items() if values})
         for key, value in metrics.items():
             logger.experiment.summary[key] = value
 

@@ -6,6 +6,7 @@ raises ``ValueError``/``FileNotFoundError`` with one line that ``cli.run_entry``
 from __future__ import annotations
 
 import copy
+import csv
 import json
 import logging
 import warnings
@@ -26,7 +27,7 @@ from torch.utils.data import DataLoader
 from interpfool import interpreters
 from interpfool.experiment.callbacks import StopOnNonFiniteLoss
 from interpfool.experiment.cli import BadInput
-from interpfool.experiment.evaluate import evaluate_pair
+from interpfool.experiment.evaluate import CSV_COLUMNS, evaluate_pair
 from interpfool.experiment.loggers import finish_logger, log_summary, make_logger, wandb_run_dir
 from interpfool.experiment.original import ClassifierModule, atomic_save, cached_original_path
 from interpfool.fooling.module import FoolingModule
@@ -96,11 +97,45 @@ def build_all(cfg: DictConfig) -> Built:
     interp_name = make_interp(net=net).name          # also checks layer= and score= on this model
     fooling = instantiate(cfg.fooling.penalty)
     FoolingModule.check_hyper(float(cfg.fooling.lam), float(cfg.fooling.lr), cfg.target)
+    if fooling.classes:
+        check_collage_data(data, fooling)
     names = list(dict.fromkeys([interp_name, *cfg.eval.interpreters]))
     eval_interps = {n: (make_interp if n == interp_name else interp_factory(n)) for n in names}
     for make in eval_interps.values():
         make(net=net)
     return Built(data, net, make_interp, interp_name, fooling, eval_interps)
+
+
+def check_collage_data(data: Any, fooling: Fooling) -> None:
+    """A swap fooling needs collages of its two classes for training and held-out evaluation."""
+    if not hasattr(data, "collage_dataloader"):
+        raise ValueError(f"{fooling.name} fooling needs collage images; {type(data).__name__} has none")
+    sizes = getattr(data, "collage_sizes", {})
+    for split in ("train", "val"):
+        if not sizes.get(split):
+            raise ValueError(f"{fooling.name} fooling needs collages: data.collage_{split}_size={sizes.get(split)}; "
+                             f"allowed: an integer >= 1 (experiment=synthetic_active sets both)")
+    if (getattr(data, "c1", None), getattr(data, "c2", None)) != tuple(fooling.classes):
+        raise ValueError(f"fooling classes {tuple(fooling.classes)} differ from the collage classes "
+                         f"(data.c1, data.c2)=({data.c1}, {data.c2}); allowed: the same two classes")
+
+
+def fit_loaders(data: Any, fooling: Fooling) -> tuple[Any, Any]:
+    """(train, val) loaders of the fooling run. Passive: the data module's. Swap foolings (active,
+    Heo Sec. 3.2.2): train batches {"images": ..., "collage": ...} (the shorter loader cycles), val
+    loaders [images (accuracy), held-out collages (FSR per class)]."""
+    if not fooling.classes:
+        return data.train_dataloader(), data.val_dataloader()
+    from lightning.pytorch.utilities import CombinedLoader
+    train = CombinedLoader({"images": data.train_dataloader(), "collage": data.collage_dataloader("train")},
+                           mode="max_size_cycle")
+    return train, [data.val_dataloader(), data.collage_dataloader("val")]
+
+
+def eval_loaders(data: Any, split: str, fooling: Fooling) -> tuple[Any, Any]:
+    """(image loader of ``split``, held-out collage loader or None) for the end-of-run evaluation."""
+    loader = {"train": data.train_dataloader, "val": data.val_dataloader, "test": data.test_dataloader}[split]()
+    return loader, (data.collage_dataloader("val") if fooling.classes else None)
 
 
 def original_key(cfg: DictConfig) -> dict:
@@ -197,8 +232,11 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict:
                             num_sanity_val_steps=0, default_root_dir=str(run_dir), enable_model_summary=False,
                             # the synthetic train loader shards itself across ranks and resumes mid-epoch
                             use_distributed_sampler=not getattr(built.data, "resumable_train", False))
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))   # eval.py reads it
+        built.data.trainer = trainer   # resumable loaders read the global step from it
+        train_loader, val_loaders = fit_loaders(built.data, built.fooling)
         start = time.time()
-        trainer.fit(module, datamodule=built.data, ckpt_path=ckpt)
+        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loaders, ckpt_path=ckpt)
         fit_seconds = time.time() - start
         atomic_save(module.net.state_dict(), run_dir / "fooled.pt")
         report = evaluate_and_report(cfg, run_dir, built, module.net0, module.net, logger)
@@ -216,29 +254,57 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict:
 
 
 def evaluate_and_report(cfg: DictConfig, run_dir: Path, built: Built, net0: nn.Module, net: nn.Module,
-                        logger=None) -> dict:
-    """Metrics on ``eval.split``, the heatmap grid, and the summary sent to the logger."""
+                        logger=None, prefix: str = "") -> dict:
+    """Metrics on ``eval.split``, the heatmap grid, the per-image test losses (CSV), and the summary
+    (final numbers, a table and a histogram per interpreter of the test losses) sent to the logger."""
     device = next(net.parameters()).device
-    loader = {"train": built.data.train_dataloader, "val": built.data.val_dataloader,
-              "test": built.data.test_dataloader}[cfg.eval.split]()
+    loader, collages = eval_loaders(built.data, cfg.eval.split, built.fooling)
     result = evaluate_pair(net0, net, loader, built.eval_interps, built.fooling, cfg.target, device,
-                           keep_maps=int(cfg.eval.figure_images))
+                           keep_maps=int(cfg.eval.figure_images), collage_batches=collages)
     fig = result.pop("figure")
     per_image = result.pop("per_image_test_loss")
-    columns = {k: v for k, v in fig["maps"].items()}
-    figure_path = save_heatmap_grid(built.data.denormalize(fig["images"]), columns, run_dir / "heatmaps.png")
+    figure_path = save_heatmap_grid(built.data.denormalize(fig["images"]), fig["maps"], run_dir / "heatmaps.png")
+    losses_path = write_test_losses(per_image, run_dir / "test_losses.csv")
     report = {"model": cfg.model.name, "fooling_name": cfg.fooling.name, "interpreter": built.interp_name,
               "lam": float(cfg.fooling.lam), "lr": float(cfg.fooling.lr), "split": cfg.eval.split, **result,
-              "paths": {"figure": str(figure_path), "run_dir": str(run_dir)}}
-    (run_dir / "test_losses.json").write_text(json.dumps(per_image))
+              "paths": {"figure": str(figure_path), "test_losses": str(losses_path), "run_dir": str(run_dir)}}
+    log_summary(logger, {prefix + k: v for k, v in summary_metrics(result).items()}, {prefix + "heatmaps": figure_path},
+                (prefix + "test_losses", CSV_COLUMNS, per_image),
+                histograms={prefix + k: v for k, v in loss_histograms(per_image).items()})
+    return report
+
+
+def write_test_losses(rows: list[list], path: Path) -> Path:
+    """One row per image, interpreter, model (and class for a swap fooling): ``CSV_COLUMNS``."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        writer.writerows(rows)
+    return path
+
+
+def loss_histograms(rows: list[list]) -> dict[str, list[float]]:
+    """theta*'s per-image test losses per interpreter (and class): the distribution behind the FSR."""
+    out: dict[str, list[float]] = {}
+    for _, interp, model, tag, t, _ok in rows:
+        if model == "theta_star":
+            out.setdefault("/".join(filter(None, ("final/test_loss", interp, tag))), []).append(t)
+    return out
+
+
+def summary_metrics(result: dict) -> dict[str, float]:
+    """The flat final numbers of ``evaluate_pair``'s result for the logger."""
     flat = {"final/acc_top1_theta0": result["accuracy"]["theta0"]["top1"],
             "final/acc_top1_theta_star": result["accuracy"]["theta_star"]["top1"],
+            "final/acc_top5_theta0": result["accuracy"]["theta0"]["top5"],
+            "final/acc_top5_theta_star": result["accuracy"]["theta_star"]["top5"],
             "final/top1_drop_points": result["top1_drop_points"]}
     for name, values in result["fsr"].items():
         flat[f"final/fsr/{name}"] = values["theta_star"]
+    for name, values in result.get("fsr_per_class", {}).items():
+        for tag, rate in values["theta_star"].items():
+            flat[f"final/fsr/{name}/{tag}"] = rate
     for name, values in result.get("localisation", {}).items():
         for m in ("theta0", "theta_star"):
             flat[f"final/localisation/{name}/{m}"] = values[m]["mass_inside"]
-    rows = [[n, m, float(t)] for n, d in per_image.items() for m, ts in d.items() for t in ts]
-    log_summary(logger, flat, {"heatmaps": figure_path}, ("test_losses", ["interpreter", "model", "test_loss"], rows))
-    return report
+    return flat

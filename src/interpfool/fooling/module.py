@@ -4,6 +4,11 @@ loss = CE(f(x; theta), y) + lambda * penalty(h(x; theta), h(x; theta0)), Adam at
 the model in eval mode (frozen BatchNorm statistics, authors' code), exactly one backward per
 step (Lightning's automatic optimisation). The heatmap comes from the same forward pass as the
 logits of the CE term and is built with ``create_graph=True``, so the penalty's gradient is exact.
+
+Swap foolings (``fooling.classes``, active fooling) take CE on a normal batch and the penalty on a
+collage batch (Heo Sec. 3.2.2): training batches are then ``{"images": (x, y, ...), "collage": (xc, ...)}``
+(``pipeline.fit_loaders`` builds that ``CombinedLoader``), still with one backward of CE + lambda * penalty.
+Validation then takes two loaders: 0 = images (accuracy), 1 = collages (FSR per class).
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from interpfool.fooling.penalties.base import Fooling
-from interpfool.interpreters.base import Interpreter, zero_map_share
+from interpfool.interpreters.base import Forward, Interpreter, zero_map_share
 from interpfool.metrics.fsr import FoolingSuccessRate
 
 InterpreterFactory = Callable[..., Interpreter]
@@ -29,6 +34,15 @@ def frozen_copy(net: nn.Module) -> nn.Module:
     for p in net0.parameters():
         p.requires_grad_(False)
     return net0
+
+
+def fooling_maps(interp: Interpreter, fwd: Forward, fooling: Fooling, target: str = "label",
+                 labels: torch.Tensor | None = None, create_graph: bool = False) -> torch.Tensor:
+    """The maps a fooling compares, from one forward ``fwd``: [B, H, W] for ``target``, or
+    [B, len(classes), H, W] for a swap fooling (one explanation per class in ``fooling.classes``)."""
+    if fooling.classes:
+        return torch.stack([interp.explain(fwd, c, create_graph=create_graph) for c in fooling.classes], 1)
+    return interp.explain(fwd, target, labels=labels, create_graph=create_graph)
 
 
 class FoolingModule(L.LightningModule):
@@ -46,7 +60,7 @@ class FoolingModule(L.LightningModule):
         num_classes = num_classes or self._infer_classes()
         self.val_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.val_top5 = MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro")
-        self.val_fsr = FoolingSuccessRate()
+        self.val_fsr = nn.ModuleList([FoolingSuccessRate() for _ in (self.fooling.classes or (None,))])
 
     @staticmethod
     def check_hyper(lam: float, lr: float, target: str) -> None:
@@ -80,45 +94,80 @@ class FoolingModule(L.LightningModule):
         self._freeze_modes()
 
     # -- the objective -------------------------------------------------------------------------
-    def original_maps(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+    def explain(self, interp: Interpreter, fwd, y: torch.Tensor | None, create_graph: bool = False) -> torch.Tensor:
+        return fooling_maps(interp, fwd, self.fooling, self.target, y, create_graph)
+
+    def original_maps(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor | None:
         """theta0's maps, without a graph (theta0 is frozen)."""
         if not self.fooling.needs_original:
             return None
-        return self.interp0(x, self.target, labels=y)
+        with torch.enable_grad():
+            return self.explain(self.interp0, self.interp0.forward(x), y)
 
-    def objective(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        fwd = self.interp.forward(x)
-        ce = F.cross_entropy(fwd.logits, y)
-        h = self.interp.explain(fwd, self.target, labels=y, create_graph=True)
-        penalty = self.fooling.penalty(h, self.original_maps(x, y)).mean()
-        return {"loss": ce + self.lam * penalty, "ce": ce, "penalty": penalty, "maps": h, "logits": fwd.logits}
+    def objective(self, x: torch.Tensor, y: torch.Tensor, collage: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """CE + lambda * penalty. Passive foolings: maps of ``x`` from the forward that gives the CE logits.
+        Swap foolings: CE on ``x``, penalty on the maps of the ``collage`` images."""
+        if self.fooling.classes:
+            if collage is None:
+                raise ValueError(f"{self.fooling.name} fooling needs a collage batch next to the image batch")
+            logits = self.net(x)
+            fwd = self.interp.forward(collage)
+            inputs, labels = collage, None
+        else:
+            fwd = self.interp.forward(x)
+            logits, inputs, labels = fwd.logits, x, y
+        ce = F.cross_entropy(logits, y)
+        h = self.explain(self.interp, fwd, labels, create_graph=True)
+        penalty = self.fooling.penalty(h, self.original_maps(inputs, labels)).mean()
+        return {"loss": ce + self.lam * penalty, "ce": ce, "penalty": penalty, "maps": h, "logits": logits}
+
+    @staticmethod
+    def split_batch(batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(x, y, collage images or None) from a plain batch or a ``{"images", "collage"}`` batch."""
+        if isinstance(batch, dict):
+            return batch["images"][0], batch["images"][1], batch["collage"][0]
+        return batch[0], batch[1], None
 
     def training_step(self, batch, _idx):
-        x, y = batch[0], batch[1]
-        out = self.objective(x, y)
+        out = self.objective(*self.split_batch(batch))
         self.log_dict({"train/loss": out["loss"], "train/ce": out["ce"], "train/penalty": out["penalty"]},
                       prog_bar=True, on_step=True, on_epoch=False)
-        self.log("train/zero_maps", zero_map_share(out["maps"].detach()), on_step=True, on_epoch=False)
+        self.log("train/zero_maps", zero_map_share(out["maps"].detach().flatten(0, -3)), on_step=True, on_epoch=False)
         return out["loss"]
 
     # -- validation ----------------------------------------------------------------------------
-    def validation_step(self, batch, _idx):
-        x, y = batch[0], batch[1]
+    def validation_step(self, batch, _idx, dataloader_idx: int = 0):
+        x = batch[0]
+        if self.fooling.classes and dataloader_idx == 0:       # swap fooling: images -> accuracy only
+            logits = self.net(x)
+            self.val_top1.update(logits, batch[1])
+            self.val_top5.update(logits, batch[1])
+            return
+        y = None if self.fooling.classes else batch[1]
         with torch.enable_grad():
             fwd = self.interp.forward(x)
-            h = self.interp.explain(fwd, self.target, labels=y)
-            t = self.fooling.test_loss(h, self.original_maps(x, y))
-        logits = fwd.logits.detach()
-        self.val_top1.update(logits, y)
-        self.val_top5.update(logits, y)
-        self.val_fsr.update(self.fooling.success(t))
-        self.log("val/penalty", t.mean(), sync_dist=True)
-        self.log("val/zero_maps", zero_map_share(h), sync_dist=True)
+            h = self.explain(self.interp, fwd, y)
+            h0 = self.original_maps(x, y)
+            penalty, t = self.fooling.penalty(h, h0), self.fooling.test_loss(h, h0)
+        if not self.fooling.classes:
+            logits = fwd.logits.detach()
+            self.val_top1.update(logits, y)
+            self.val_top5.update(logits, y)
+        success = self.fooling.success(t).reshape(t.shape[0], -1)
+        for k, metric in enumerate(self.val_fsr):
+            metric.update(success[:, k])
+        self.log_dict({"val/penalty": penalty.mean(), "val/test_loss": t.mean(),
+                       "val/zero_maps": zero_map_share(h.flatten(0, -3))}, sync_dist=True, add_dataloader_idx=False)
 
     def on_validation_epoch_end(self):
-        self.log_dict({"val/acc_top1": self.val_top1.compute(), "val/acc_top5": self.val_top5.compute(),
-                       f"val/fsr/{self.interp_name}": self.val_fsr.compute()}, prog_bar=True)
-        for metric in (self.val_top1, self.val_top5, self.val_fsr):
+        name = self.interp_name
+        rates = [metric.compute() for metric in self.val_fsr]
+        logs = {"val/acc_top1": self.val_top1.compute(), "val/acc_top5": self.val_top5.compute(),
+                f"val/fsr/{name}": torch.stack(rates).mean()}
+        if self.fooling.classes:        # FSR(c1), FSR(c2); val/fsr/<interp> is their mean
+            logs.update({f"val/fsr/{name}/c{k + 1}": rate for k, rate in enumerate(rates)})
+        self.log_dict(logs, prog_bar=True)
+        for metric in (self.val_top1, self.val_top5, *self.val_fsr):
             metric.reset()
 
     def configure_optimizers(self):

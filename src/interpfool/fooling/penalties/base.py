@@ -14,6 +14,9 @@ class Fooling:
 
     name = "fooling"
     needs_original = False
+    # Swap foolings (active) name the classes whose maps they compare: maps then come stacked per
+    # class, [B, len(classes), H, W], computed on collage images; test losses are [B, len(classes)].
+    classes: tuple[int, ...] = ()
 
     def __init__(self, interval: tuple[float, float] = (0.0, 1.0)):
         low, high = float(interval[0]), float(interval[1])
@@ -30,5 +33,5 @@ class Fooling:
         return self.penalty(h, h0)
 
     def success(self, t: torch.Tensor) -> torch.Tensor:
-        """1{t_i in R} (Heo eq. 6), as a bool tensor."""
+        """1{t_i in R} (Heo eq. 6), as a bool tensor of t's shape."""
         return (t >= self.interval[0]) & (t <= self.interval[1])
