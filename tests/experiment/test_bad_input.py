@@ -27,10 +27,18 @@ ROOT = Path(__file__).resolve().parents[2]
     ("eval.interpreters=[gradcam,nope]", "unknown interpreter 'nope'; allowed:"),
     ("trainer.max_steps=0", "trainer.max_steps=0; allowed: an integer >= 1"),
     ("original.epochs=-3", "original.epochs=-3; allowed: an integer >= 1"),
+    ("fooling=topk fooling.penalty.k=0", "fooling.k=0; allowed: a percentage in (0, 100]"),
+    ("fooling=topk fooling.penalty.k=150", "fooling.k=150; allowed: a percentage in (0, 100]"),
+    ("fooling=center_mass fooling.penalty.interval=[0.9,0.1]", "fooling.interval=[0.9, 0.1] has low > high"),
+    ("experiment=synthetic_active data.c2=0", "data.c1 == data.c2 == 0; allowed: two different classes"),
+    ("data=imagenet data.root=/nonexistent", "data.root='/nonexistent' does not exist; expected ImageFolder layout"),
+    ("model=vgg19 model.pretrained=true model.num_classes=10", "model.num_classes=10 with pretrained ImageNet "
+                                                                "weights; allowed: 1000"),
+    ("trainer.val_check_interval=0", "trainer.val_check_interval=0; allowed: an integer >= 1"),
 ])
 def test_bad_values_fail_in_the_build_phase_with_one_line(compose_cfg, override, expected):
     with pytest.raises(BadInput) as err:
-        checked_build(compose_cfg([override]))
+        checked_build(compose_cfg(override.split()))
     message = str(err.value)
     assert expected in message and "\n" not in message
 
@@ -39,6 +47,7 @@ def test_bad_values_fail_in_the_build_phase_with_one_line(compose_cfg, override,
     (["model=bad"], "model=bad is not an option; allowed: densenet121, resnet50, small_vgg, vgg19"),
     (["fooling=nothing"], "fooling=nothing is not an option; allowed: active, center_mass, location, topk"),
     (["foo=1"], "unknown option 'foo'"),
+    (["interp=bad", "hydra.run.dir=/tmp/x"], "interp=bad is not an option; allowed: gradcam, gradcam_pos"),
 ])
 def test_composition_errors_give_one_line(argv, expected, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -55,11 +64,11 @@ def test_weights_file_that_is_not_a_state_dict(compose_cfg, tmp_path):
         checked_build(compose_cfg([f"model.weights_path={bad}"]))
 
 
-@pytest.mark.parametrize("arg, expected", [("fooling.lam=-1", "fooling.lam=-1.0"), ("model=bad", "model=bad")])
+@pytest.mark.parametrize("arg, expected", [("fooling.lam=-1", "fooling.lam=-1.0"), ("model=bad", "model=bad"),
+                                           ("checkpoint_every=0", "checkpoint_every=0; allowed: an integer >= 1")])
 def test_train_py_exits_2_with_one_line_and_writes_nothing(tmp_path, arg, expected):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "INTERPFOOL_CACHE": str(tmp_path / "cache")}
-    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), arg, f"hydra.run.dir={tmp_path / 'run'}"]
-                          if arg != "model=bad" else [sys.executable, str(ROOT / "train.py"), arg],
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), arg, f"hydra.run.dir={tmp_path / 'run'}"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

@@ -54,17 +54,23 @@ def one_line(err: BaseException, conf_dir: Path = CONF_DIR) -> str:
 
 
 def _is_single_run(argv: list[str]) -> bool:
-    return not any(a.startswith("-") for a in argv) and not any(a.startswith("hydra") for a in argv)
+    return not any(a.startswith("-") for a in argv)
+
+
+def _is_hydra_override(arg: str) -> bool:
+    return arg.lstrip("+~").startswith(("hydra.", "hydra/"))
 
 
 def preflight(config_name: str, argv: list[str], conf_dir: Path = CONF_DIR) -> None:
-    """Compose once so unknown options fail with one line before Hydra starts a run."""
+    """Compose once so unknown options fail with one line before Hydra starts a run.
+
+    Overrides of Hydra's own settings (``hydra.run.dir=...``) are left to Hydra."""
     if not _is_single_run(argv):
         return
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-            compose(config_name=config_name, overrides=argv)
+            compose(config_name=config_name, overrides=[a for a in argv if not _is_hydra_override(a)])
     except Exception as err:  # noqa: BLE001 - any composition failure is the user's input
         fail(one_line(err, conf_dir))
     finally:
