@@ -26,7 +26,8 @@ from interpfool.experiment.cli import BadInput
 from interpfool.experiment.evaluate import evaluate_aopc, fsr_row, matrix_markdown, noise_robustness
 from interpfool.experiment.loggers import finish_logger, log_summary, make_logger, wandb_run_dir
 from interpfool.experiment.original import cached_original_path
-from interpfool.experiment.pipeline import Built, checked_build, eval_loaders, evaluate_and_report, original_key
+from interpfool.experiment.pipeline import (Built, checked_build, eval_loaders, evaluate_and_report, interp_factory,
+                                            original_key)
 from interpfool.metrics.robustness import SCALES
 from interpfool.viz.curves import save_aopc_curves, save_robustness_curves, save_transfer_matrix
 
@@ -134,6 +135,16 @@ def _check_suite(cfg: DictConfig) -> None:
         raise BadInput(f"eval.robustness.trials={rob.trials!r}; allowed: an integer >= 1")
 
 
+def _factory(built: Built, name: str, key: str):
+    """The interpreter factory ``name`` (one of the run's, or from the registry); one-line error if unknown."""
+    if name in built.eval_interps:
+        return built.eval_interps[name]
+    try:
+        return interp_factory(name)
+    except ValueError as err:
+        raise BadInput(f"{key}: {err}") from None
+
+
 def evaluate_checkpoint(cfg: DictConfig, ckpt: Any, out_dir: Path, argv: list[str], logger=None,
                         prefix: str = "") -> dict:
     weights, run_dir = resolve_ckpt(ckpt)
@@ -150,7 +161,7 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt: Any, out_dir: Path, argv: list[st
     loader, collages = eval_loaders(built.data, ccfg.eval.split, built.fooling)
     aopc_cfg = cfg.eval.aopc
     if aopc_cfg.images > 0:
-        make = built.eval_interps[aopc_cfg.interpreter or built.interp_name]
+        make = _factory(built, aopc_cfg.interpreter or built.interp_name, "eval.aopc.interpreter")
         report["aopc"] = evaluate_aopc(net0, net, loader, make, ccfg.target, cell=aopc_cfg.cell, steps=aopc_cfg.steps,
                                        noise_std=float(aopc_cfg.noise_std), seed=aopc_cfg.seed,
                                        images=aopc_cfg.images, chunk=aopc_cfg.chunk)
@@ -161,7 +172,8 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt: Any, out_dir: Path, argv: list[st
     rob_cfg = cfg.eval.robustness
     if len(rob_cfg.sigmas):
         names = list(rob_cfg.interpreters or [built.interp_name])
-        report["robustness"] = noise_robustness(net0, net, loader, {n: built.eval_interps[n] for n in names},
+        report["robustness"] = noise_robustness(net0, net, loader,
+                                                {n: _factory(built, n, "eval.robustness.interpreters") for n in names},
                                                 built.fooling, list(rob_cfg.sigmas), rob_cfg.trials, rob_cfg.seed,
                                                 rob_cfg.scale, ccfg.target, collage_batches=collages)
         images["robustness"] = save_robustness_curves(report["robustness"], out_dir / "robustness.png", title)
