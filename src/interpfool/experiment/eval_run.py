@@ -225,9 +225,13 @@ def transfer_report(reports: list[dict], out_dir: Path, logger=None) -> dict:
         row = r["interpreter"] if r["interpreter"] not in matrix else f"{r['interpreter']} ({r['paths']['run_dir']})"
         matrix[row] = fsr_row(r)
     fooling = reports[0]["fooling_name"]
-    figure = save_transfer_matrix(matrix, out_dir / "transfer_matrix.png", f"FSR (%) after {fooling} fooling")
-    (out_dir / "transfer_matrix.md").write_text(matrix_markdown(matrix) + "\n")
-    result = {"fooling": fooling, "transfer_matrix": matrix, "reports": reports,
+    # The FSR of theta0 itself (the same original for every row when the runs share a config): how
+    # often the test loss is in R with no fooling at all, the floor each column should be read against.
+    base = {n: v["theta0"] for n, v in reports[0]["fsr"].items()}
+    shown = {**matrix, "theta0 (no fooling)": base}
+    figure = save_transfer_matrix(shown, out_dir / "transfer_matrix.png", f"FSR (%) after {fooling} fooling")
+    (out_dir / "transfer_matrix.md").write_text(matrix_markdown(shown) + "\n")
+    result = {"fooling": fooling, "transfer_matrix": matrix, "theta0_fsr": base, "reports": reports,
               "paths": {"transfer_matrix": str(figure), "run_dir": str(out_dir)}}
     (out_dir / "report.json").write_text(json.dumps(result, indent=2))
     if logger is not None:
