@@ -68,6 +68,21 @@ def test_seeded_noise_and_random_order_depend_on_the_image_index_only():
     assert torch.equal(r1, r2.flip(0)) and sorted(r1[0].tolist()) == list(range(16))
 
 
+def test_ties_are_broken_by_the_seeded_random_order():
+    idx = torch.tensor([4, 9])
+    flat = torch.zeros(2, 4, 4)                  # all-zero maps: MoRF and LeRF = the random order
+    random = perturbation_order(None, "random", idx, seed=1, cells=16)
+    assert torch.equal(perturbation_order(flat, "morf", idx, seed=1), random)
+    assert torch.equal(perturbation_order(flat, "lerf", idx, seed=1), random)
+    relevance = torch.zeros(2, 4, 4)
+    relevance[:, 3, 3], relevance[:, 0, 1] = 2.0, 1.0   # two ranked cells, then ties in random order
+    morf = perturbation_order(relevance, "morf", idx, seed=1)
+    assert morf[:, :2].tolist() == [[15, 1], [15, 1]]
+    assert morf[:, 2:].tolist() == [[c for c in r if c not in (15, 1)] for r in random.tolist()]
+    assert perturbation_order(relevance, "lerf", idx, seed=1)[:, -2:].tolist() == [[1, 15], [1, 15]]
+    assert perturbation_order(relevance, "morf")[0, :4].tolist() == [15, 1, 0, 2]   # no indices: raster ties
+
+
 def test_aopc_bad_arguments():
     net, x, _ = _toy()
     with pytest.raises(ValueError, match="aopc.cell=3"):

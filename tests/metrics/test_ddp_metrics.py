@@ -30,7 +30,7 @@ def _measure(index: torch.Tensor) -> dict:
         fsr.update(t[part] <= 0.4)
         rho.update(maps[part], maps[part].roll(1, -1))
         noise = seeded_noise((3, 16, 16), part, seed=5)
-        orders = {"morf": perturbation_order(cell_relevance(maps[part], (16, 16), CELL), "morf"),
+        orders = {"morf": perturbation_order(cell_relevance(maps[part], (16, 16), CELL), "morf", part, seed=5),
                   "random": perturbation_order(None, "random", part, seed=5, cells=16)}
         cls = torch.full((len(part),), 2)
         for o, order in orders.items():

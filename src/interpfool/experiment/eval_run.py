@@ -26,7 +26,8 @@ from interpfool.experiment.cli import BadInput
 from interpfool.experiment.evaluate import evaluate_aopc, fsr_row, matrix_markdown, noise_robustness
 from interpfool.experiment.loggers import finish_logger, log_summary, make_logger, wandb_run_dir
 from interpfool.experiment.original import cached_original_path
-from interpfool.experiment.pipeline import Built, checked_build, eval_loaders, evaluate_and_report, original_key
+from interpfool.experiment.pipeline import (Built, checked_build, eval_loaders, evaluate_and_report, interp_factory,
+                                            original_key)
 from interpfool.metrics.robustness import SCALES
 from interpfool.viz.curves import save_aopc_curves, save_robustness_curves, save_transfer_matrix
 
@@ -134,6 +135,16 @@ def _check_suite(cfg: DictConfig) -> None:
         raise BadInput(f"eval.robustness.trials={rob.trials!r}; allowed: an integer >= 1")
 
 
+def _factory(built: Built, name: str, key: str):
+    """The interpreter factory ``name`` (one of the run's, or from the registry); one-line error if unknown."""
+    if name in built.eval_interps:
+        return built.eval_interps[name]
+    try:
+        return interp_factory(name)
+    except ValueError as err:
+        raise BadInput(f"{key}: {err}") from None
+
+
 def evaluate_checkpoint(cfg: DictConfig, ckpt: Any, out_dir: Path, argv: list[str], logger=None,
                         prefix: str = "") -> dict:
     weights, run_dir = resolve_ckpt(ckpt)
@@ -150,7 +161,7 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt: Any, out_dir: Path, argv: list[st
     loader, collages = eval_loaders(built.data, ccfg.eval.split, built.fooling)
     aopc_cfg = cfg.eval.aopc
     if aopc_cfg.images > 0:
-        make = built.eval_interps[aopc_cfg.interpreter or built.interp_name]
+        make = _factory(built, aopc_cfg.interpreter or built.interp_name, "eval.aopc.interpreter")
         report["aopc"] = evaluate_aopc(net0, net, loader, make, ccfg.target, cell=aopc_cfg.cell, steps=aopc_cfg.steps,
                                        noise_std=float(aopc_cfg.noise_std), seed=aopc_cfg.seed,
                                        images=aopc_cfg.images, chunk=aopc_cfg.chunk)
@@ -161,7 +172,8 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt: Any, out_dir: Path, argv: list[st
     rob_cfg = cfg.eval.robustness
     if len(rob_cfg.sigmas):
         names = list(rob_cfg.interpreters or [built.interp_name])
-        report["robustness"] = noise_robustness(net0, net, loader, {n: built.eval_interps[n] for n in names},
+        report["robustness"] = noise_robustness(net0, net, loader,
+                                                {n: _factory(built, n, "eval.robustness.interpreters") for n in names},
                                                 built.fooling, list(rob_cfg.sigmas), rob_cfg.trials, rob_cfg.seed,
                                                 rob_cfg.scale, ccfg.target, collage_batches=collages)
         images["robustness"] = save_robustness_curves(report["robustness"], out_dir / "robustness.png", title)
@@ -213,9 +225,13 @@ def transfer_report(reports: list[dict], out_dir: Path, logger=None) -> dict:
         row = r["interpreter"] if r["interpreter"] not in matrix else f"{r['interpreter']} ({r['paths']['run_dir']})"
         matrix[row] = fsr_row(r)
     fooling = reports[0]["fooling_name"]
-    figure = save_transfer_matrix(matrix, out_dir / "transfer_matrix.png", f"FSR (%) after {fooling} fooling")
-    (out_dir / "transfer_matrix.md").write_text(matrix_markdown(matrix) + "\n")
-    result = {"fooling": fooling, "transfer_matrix": matrix, "reports": reports,
+    # The FSR of theta0 itself (the same original for every row when the runs share a config): how
+    # often the test loss is in R with no fooling at all, the floor each column should be read against.
+    base = {n: v["theta0"] for n, v in reports[0]["fsr"].items()}
+    shown = {**matrix, "theta0 (no fooling)": base}
+    figure = save_transfer_matrix(shown, out_dir / "transfer_matrix.png", f"FSR (%) after {fooling} fooling")
+    (out_dir / "transfer_matrix.md").write_text(matrix_markdown(shown) + "\n")
+    result = {"fooling": fooling, "transfer_matrix": matrix, "theta0_fsr": base, "reports": reports,
               "paths": {"transfer_matrix": str(figure), "run_dir": str(out_dir)}}
     (out_dir / "report.json").write_text(json.dumps(result, indent=2))
     if logger is not None:

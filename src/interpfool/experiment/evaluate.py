@@ -197,7 +197,7 @@ def evaluate_aopc(net0: nn.Module, net: nn.Module, batches: Iterable, interp: Ca
         for tag, m in (("h0", "theta0"), ("hstar", "theta_star")):
             relevance = cell_relevance(h[m], size, cell)
             for kind in ("morf", "lerf"):
-                orders[f"{kind}_{tag}"] = perturbation_order(relevance, kind)
+                orders[f"{kind}_{tag}"] = perturbation_order(relevance, kind, index, seed)
         noise = seeded_noise(tuple(x.shape[1:]), index, seed, noise_std)
         for m, model in models.items():
             with torch.no_grad():

@@ -49,16 +49,29 @@ def cell_relevance(h: torch.Tensor, image_size: tuple[int, int], cell: int) -> t
 
 def perturbation_order(relevance: torch.Tensor | None, kind: str, indices: torch.Tensor | None = None,
                        seed: int = 0, cells: int | None = None) -> torch.Tensor:
-    """[B, n_cells] cell indices in perturbation order. ``relevance`` [B, rows, cols] for MoRF/LeRF
-    (stable sort: ties keep raster order); ``indices`` (+ ``cells``) seed the random order per image."""
+    """[B, n_cells] cell indices in perturbation order.
+
+    ``random``: a permutation seeded by (``seed``, image index) for each of ``indices`` (``cells`` cells).
+    ``morf`` / ``lerf``: ``relevance`` [B, rows, cols] sorted descending / ascending. Ties (e.g. the
+    zero cells of a ReLU map; an all-zero map is all ties) are broken by that same seeded random order
+    when ``indices`` are given, so an uninformative map gives the random order rather than a raster
+    scan from the top-left corner; without ``indices`` by raster order.
+    """
     if kind not in ORDERS:
         raise ValueError(f"aopc order {kind!r}; allowed: {', '.join(ORDERS)}")
-    if kind == "random":
+    if kind != "random" and relevance is None:
+        raise ValueError(f"a {kind} order needs the cell relevance")
+    cells = relevance[0].numel() if relevance is not None else cells
+    if kind == "random" or indices is not None:
         if indices is None or cells is None:
             raise ValueError("a random order needs the image indices and the number of cells")
-        return torch.stack([torch.randperm(cells, generator=_image_generator(seed, int(i), 1)) for i in indices])
-    flat = relevance.flatten(1)
-    return flat.argsort(dim=1, descending=kind == "morf", stable=True)
+        shuffle = torch.stack([torch.randperm(cells, generator=_image_generator(seed, int(i), 1)) for i in indices])
+        if kind == "random":
+            return shuffle
+        shuffle = shuffle.to(relevance.device)
+        ranked = relevance.flatten(1).gather(1, shuffle).argsort(dim=1, descending=kind == "morf", stable=True)
+        return shuffle.gather(1, ranked)
+    return relevance.flatten(1).argsort(dim=1, descending=kind == "morf", stable=True)
 
 
 @torch.no_grad()
