@@ -142,3 +142,18 @@ def test_imagenet_test_split_is_refused_before_training(compose_cfg, fake_root):
                        "eval.split=test"])
     with pytest.raises(BadInput, match="eval.split='test' with this data; allowed: train, val"):
         checked_build(cfg)
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("data.per_class=0", "data.per_class=0; allowed: an integer >= 1 or null"),
+    ("data.check_images=maybe", "data.check_images='maybe'; allowed: first, all, none"),
+    ("data.image_size=4", "data.image_size=4; allowed: an integer >= 8"),
+    ("data.resize_size=16", "data.resize_size=16; allowed: an integer >= 32"),
+    ("data.num_workers=-1", "data.num_workers=-1; allowed: an integer >= 0"),
+])
+def test_bad_imagenet_values_give_one_line(compose_cfg, fake_root, override, expected):
+    cfg = compose_cfg(["data=imagenet", f"data.root={fake_root}", "data.num_classes=4", "data.image_size=32",
+                       "model.width=4", override])
+    with pytest.raises(BadInput) as err:
+        checked_build(cfg)
+    assert expected in str(err.value) and "\n" not in str(err.value)

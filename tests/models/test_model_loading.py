@@ -101,9 +101,11 @@ def test_pretrained_loads_from_a_warm_hub_cache_with_weights_only(compose_cfg, t
     assert torch.equal(net.classifier.weight, reference.classifier.weight)
 
 
-def test_pretrained_needs_1000_classes(compose_cfg):
+def test_pretrained_needs_1000_classes_and_a_torchvision_model(compose_cfg):
     with pytest.raises(BadInput, match="model.num_classes=4 with pretrained ImageNet weights; allowed: 1000"):
         checked_build(compose_cfg(["model=vgg19", "model.pretrained=true", "model.num_classes=4"]))
+    with pytest.raises(BadInput, match="model.pretrained=true is not available for small_vgg"):
+        checked_build(compose_cfg(["model.pretrained=true"]))
 
 
 def test_weights_path_replaces_the_download(compose_cfg, torch_home, tmp_path, monkeypatch):
