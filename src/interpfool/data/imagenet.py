@@ -24,7 +24,9 @@ from typing import Sequence
 import lightning as L
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
+
+from interpfool.data.split_loaders import SplitLoaders
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -110,7 +112,7 @@ def _check_int(name: str, value, low: int, allow_none: bool = False) -> None:
         raise ValueError(f"data.{name}={value!r}; allowed: an integer >= {low}" + (" or null" if allow_none else ""))
 
 
-class ImageNetDataModule(L.LightningDataModule):
+class ImageNetDataModule(SplitLoaders, L.LightningDataModule):
     """ILSVRC2012 train / val from ``root`` (module docstring). ``per_class: n`` keeps the first n images of
     every class in both splits; ``check_images``: decode the first image of every class folder (``first``,
     default), every kept image (``all``) or none, when the module is built."""
@@ -195,17 +197,3 @@ class ImageNetDataModule(L.LightningDataModule):
             raise ValueError(f"unknown split {split!r} for ImageNet; allowed: {', '.join(SPLITS)} "
                              f"(the ILSVRC2012 test labels are not public)")
         return ImageList(self.samples[split], self.transform(split))
-
-    def _loader(self, data: Dataset, shuffle: bool, batch_size: int) -> DataLoader:
-        gen = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=gen, drop_last=shuffle,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("train"), True, self.batch_size)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("val"), False, self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("test"), False, self.eval_batch_size)

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
+
+from interpfool.data.split_loaders import SplitLoaders
 
 SETS = {
     # name: (torchvision class, label, native size, channels, mean, std, where the files go, source)
@@ -27,7 +29,7 @@ SETS = {
 SPLITS = ("train", "val")
 
 
-class TorchvisionDataModule(L.LightningDataModule):
+class TorchvisionDataModule(SplitLoaders, L.LightningDataModule):
     """``name``: cifar10 | fashion_mnist. ``image_size``: resize to this side (default: native 32 / 28)."""
 
     splits = SPLITS
@@ -92,17 +94,3 @@ class TorchvisionDataModule(L.LightningDataModule):
             raise ValueError(f"unknown split {split!r} for {self.label}; allowed: {', '.join(SPLITS)} "
                              f"(val is the official test set)")
         return self._sets[split]
-
-    def _loader(self, data: Dataset, shuffle: bool, batch_size: int) -> DataLoader:
-        gen = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=gen, drop_last=shuffle,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("train"), True, self.batch_size)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("val"), False, self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("test"), False, self.eval_batch_size)
