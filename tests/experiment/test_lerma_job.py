@@ -49,6 +49,7 @@ def test_lerma_job_on_the_trained_original_writes_report_and_figures(compose_cfg
     ("lerma.k=nan", "presoftmax k=nan; allowed: a finite number"),
     ("lerma.interpreters=[gradcam,nope]", "unknown interpreter 'nope' in lerma; allowed:"),
     ("lerma.images=0", "lerma.images=0; allowed: an integer >= 1"),
+    ("lerma.shift_dtype=half", "lerma.shift_dtype='half'; allowed: float64, model"),
 ])
 def test_bad_lerma_values_give_one_line_before_training(compose_cfg, tmp_path, override, expected):
     cfg = compose_cfg([*TINY, *SMALL, f"cache_dir={tmp_path / 'cache'}", override])

@@ -50,7 +50,13 @@ def test_shifted_model_shares_parameters_and_keeps_names(small):
         h = small.avgpool.register_forward_hook(lambda _m, _a, o: pooled.setdefault("a", o))
         z = small(x)
         h.remove()
-        assert torch.allclose(shifted(x), z + 10.0 * pooled["a"][:, :, 1, 2].sum(1, keepdim=True), atol=1e-5)
+        t = 10.0 * pooled["a"][:, :, 1, 2].sum(1, keepdim=True)
+        out = shifted(x)
+        # formed in float64 by default: z + t exactly, so the logit differences are z's to the last bit
+        assert out.dtype == torch.float64 and torch.equal(out, z.double() + t.double())
+        assert torch.equal(out - out[:, :1], (z.double() - z.double()[:, :1]))
+        kept = models.presoftmax_shift(small, k=10.0, position=(1, 2), dtype=None)(x)
+        assert kept.dtype == torch.float32 and torch.equal(kept, z + t)
     # a hook on the shifted model does not land on the original; deep copy / pickling rebuild the class
     handle = shifted.register_forward_hook(lambda *a: None)
     assert not small._forward_hooks
@@ -74,6 +80,7 @@ def test_shifted_model_shares_parameters_and_keeps_names(small):
     ({"k": "ten"}, "presoftmax k='ten'"),
     ({"position": (0,)}, "presoftmax position=(0,); allowed: two integers >= 0"),
     ({"position": (-1, 0)}, "allowed: two integers >= 0"),
+    ({"dtype": torch.int64}, "presoftmax dtype=torch.int64; allowed: a floating torch.dtype or None"),
 ])
 def test_bad_arguments(small, kwargs, expected):
     with pytest.raises(ValueError, match=expected.replace("(", r"\(").replace(")", r"\)")):
@@ -135,8 +142,11 @@ def test_vgg19_manipulation_keeps_outputs_and_training_and_moves_pre_softmax_map
     x = _images(96, 3)
     out = compare_outputs(net, shifted, x)
     assert out["argmax_agreement"] == 1.0 and out["softmax_max_abs_dev_float64"] <= 1e-12
-    # float32: z + t is rounded at the precision of t, so softmax moves by at most a few ulp(t)
-    assert out["softmax_max_abs_dev"] <= 4 * torch.finfo(torch.float32).eps * out["t"]["max"]
+    assert out["softmax_max_abs_dev"] <= 1e-6                   # z + t formed in float64 (the default)
+    # dtype=None keeps float32: z + t is rounded at the precision of t, softmax moves by at most a few ulp(t)
+    kept = compare_outputs(net, models.presoftmax_shift(net, k=10.0, dtype=None), x)
+    assert kept["softmax_max_abs_dev"] <= 4 * torch.finfo(torch.float32).eps * kept["t"]["max"]
+    assert kept["softmax_max_abs_dev"] > out["softmax_max_abs_dev"]
     grads = compare_ce_grads(net, shifted, x, torch.tensor([0, 3, 5]))
     assert grads["eval"]["relative"] <= 1e-4 and grads["train"]["relative"] <= 1e-4, grads
     pred = net(x).topk(2).indices

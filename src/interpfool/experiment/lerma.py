@@ -44,6 +44,7 @@ DETAIL_DEFAULT = ("gradcam", "simplegT", "lrp", "lrpT")
 # path / sampling methods are costly; the identities checked here do not depend on their step counts
 CHEAP_KWARGS = {"smoothgrad": {"n": 8, "seed": 0}, "ig": {"steps": 8}, "rsigradcam": {"steps": 8}}
 WEIGHTS = ("original", "random")
+SHIFT_DTYPES = {"float64": torch.float64, "model": None}
 
 
 # -- small measures ---------------------------------------------------------------------------------------
@@ -179,6 +180,7 @@ def measure(net: nn.Module, shifted: nn.Module, x: torch.Tensor, y: torch.Tensor
     margin = 1 - logits.double().softmax(1).amax(1)          # 1 - y_c, resolved in float64
     unsure = margin >= 1e-3
     report = {"k": shifted.presoftmax_k, "position": list(shifted.presoftmax_position), "last_pool": net.last_pool,
+              "shift_dtype": str(getattr(shifted, "presoftmax_dtype", None) or "model"),
               "target_layer": net.target_layer, "n_images": int(x.shape[0]), "image_size": list(size),
               "saturated_float32": int((probs == 1).sum()), "unsure_images": int(unsure.sum()),
               "one_minus_max_prob": [float(f"{v:.3g}") for v in margin.tolist()],
@@ -275,7 +277,9 @@ def _settings(cfg: DictConfig) -> dict:
     lc = OmegaConf.to_container(cfg.get("lerma") or {}, resolve=True)
     s = {"k": 10.0, "position": [0, 0], "weights": "original", "split": "val", "images": 64, "figure_images": 6,
          "interpreters": list(DETAIL_DEFAULT), "post_interpreters": None, "interp_kwargs": {},
-         "corner_threshold": 0.9, "float64_post": True, **lc}
+         "corner_threshold": 0.9, "float64_post": True, "shift_dtype": "float64", **lc}
+    if s["shift_dtype"] not in SHIFT_DTYPES:
+        raise ValueError(f"lerma.shift_dtype={s['shift_dtype']!r}; allowed: {', '.join(SHIFT_DTYPES)}")
     if s["weights"] not in WEIGHTS:
         raise ValueError(f"lerma.weights={s['weights']!r}; allowed: {', '.join(WEIGHTS)}")
     for key in ("images", "figure_images"):
@@ -300,7 +304,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         items = [data[i] for i in range(count)]
         x = torch.stack([it[0] for it in items])
         y = torch.as_tensor([int(it[1]) for it in items])
-        probe = presoftmax_shift(built.net, s["k"], s["position"])
+        probe = presoftmax_shift(built.net, s["k"], s["position"], dtype=SHIFT_DTYPES[s["shift_dtype"]])
         was_training = built.net.training
         built.net.eval()
         with torch.no_grad():
@@ -316,7 +320,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     else:
         net, info = obtain_original(cfg, built, cfg.trainer.get("accelerator", "cpu"))
     net.eval()
-    shifted = presoftmax_shift(net, probe.presoftmax_k, probe.presoftmax_position)
+    shifted = presoftmax_shift(net, probe.presoftmax_k, probe.presoftmax_position, dtype=probe.presoftmax_dtype)
     with torch.no_grad():
         accuracy = float((net(x).argmax(1) == y).float().mean())
     start = time.time()

@@ -67,10 +67,11 @@ class PresoftmaxShiftAdapter:
     def forward(self, x: Tensor) -> ShiftedTrace:
         trace = self.base.forward(x)
         t = self.net.presoftmax_t(trace.inputs[self.pool_out])
-        return ShiftedTrace(trace.logits + t[:, None], trace.inputs, trace.saved, z=trace.logits, t=t)
+        return ShiftedTrace(self.net.add_shift(trace.logits, t), trace.inputs, trace.saved, z=trace.logits, t=t)
 
     def split(self, trace: ShiftedTrace, relevance: Tensor, eps: float) -> tuple[Tensor, Tensor]:
         """Relevance of z' ([B, N]) -> (relevance of z [B, N], relevance of t [B]) by positive parts."""
+        relevance = relevance.to(trace.z.dtype)          # z' may be float64 (presoftmax dtype); layers are not
         z_pos = trace.z.clamp(min=0)
         t_pos = trace.t.clamp(min=0)[:, None]
         total = z_pos + t_pos
