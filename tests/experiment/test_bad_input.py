@@ -65,7 +65,8 @@ def test_weights_file_that_is_not_a_state_dict(compose_cfg, tmp_path):
 
 
 @pytest.mark.parametrize("arg, expected", [("fooling.lam=-1", "fooling.lam=-1.0"), ("model=bad", "model=bad"),
-                                           ("checkpoint_every=0", "checkpoint_every=0; allowed: an integer >= 1")])
+                                           ("checkpoint_every=0", "checkpoint_every=0; allowed: an integer >= 1"),
+                                           ("select.weights=first", "select.weights='first'; allowed: last, best")])
 def test_train_py_exits_2_with_one_line_and_writes_nothing(tmp_path, arg, expected):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "INTERPFOOL_CACHE": str(tmp_path / "cache")}
     proc = subprocess.run([sys.executable, str(ROOT / "train.py"), arg, f"hydra.run.dir={tmp_path / 'run'}"],
@@ -74,3 +75,16 @@ def test_train_py_exits_2_with_one_line_and_writes_nothing(tmp_path, arg, expect
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], proc.stderr[-2000:]
     assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("select.weights=first", "select.weights='first'; allowed: last, best"),
+    ("select.max_top1_drop=-1", "select.max_top1_drop=-1; allowed: a number >= 0 (top-1 points)"),
+    ("select.max_top1_drop=lots", "select.max_top1_drop='lots'; allowed: a number >= 0"),
+])
+def test_bad_selection_gives_one_line(compose_cfg, override, expected):
+    from interpfool.experiment.pipeline import selection
+
+    with pytest.raises(BadInput) as err:
+        selection(compose_cfg([override]))
+    assert expected in str(err.value) and "\n" not in str(err.value)

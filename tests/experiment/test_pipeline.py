@@ -26,3 +26,27 @@ def test_two_step_run_writes_report_figure_and_wandb(compose_cfg, tmp_path, caps
     assert report2["original"]["status"] == "reused" and "reusing cached" in capsys.readouterr().out
     assert report2["accuracy"]["theta0"] == report["accuracy"]["theta0"]
     assert (tmp_path / "run2" / "csv" / "metrics.csv").is_file()
+
+
+def test_select_best_keeps_the_validation_with_the_highest_score(compose_cfg, tmp_path):
+    import csv
+
+    import torch
+
+    cfg = compose_cfg(TINY + [f"cache_dir={tmp_path / 'cache'}", "logger=csv", "trainer.max_steps=4",
+                              "trainer.val_check_interval=1", "fooling.lr=0.05", "select.weights=best",
+                              "select.max_top1_drop=100", "eval.split=test"])
+    report = run(cfg, tmp_path / "run")
+    rows = list(csv.DictReader(open(tmp_path / "run" / "csv" / "metrics.csv")))
+    scores = [(float(r["val/select_score"]), int(r["step"])) for r in rows if r.get("val/select_score")]
+    drops = [float(r["val/top1_drop_points"]) for r in rows if r.get("val/top1_drop_points")]
+    assert len(scores) == 4 and len(drops) == 4
+    best = max(s for s, _ in scores)
+    first_best_step = min(step for s, step in scores if s == best)          # ties keep the earlier checkpoint
+    selected = report["selected"]
+    assert selected["weights"] == "best" and selected["val_select_score"] == best
+    assert selected["step"] == first_best_step + 1                          # Lightning counts steps done
+    kept = torch.load(selected["path"], weights_only=False)["state_dict"]
+    fooled = torch.load(tmp_path / "run" / "fooled.pt", weights_only=True)
+    assert all(torch.equal(kept[f"net.{k}"], v) for k, v in fooled.items())
+    assert report["split"] == "test"

@@ -207,18 +207,50 @@ def resolve_ckpt(ckpt_path: str | None, run_dir: Path) -> str | None:
     return str(ckpt_path)
 
 
+SELECT_WEIGHTS = ("last", "best")
+
+
+def selection(cfg: DictConfig) -> dict:
+    """``select``: which weights the final evaluation takes: the last step's, or the best validation's."""
+    sc = OmegaConf.to_container(cfg.get("select") or {}, resolve=True)
+    s = {"weights": "last", "max_top1_drop": 3.0, **sc}
+    if s["weights"] not in SELECT_WEIGHTS:
+        raise BadInput(f"select.weights={s['weights']!r}; allowed: {', '.join(SELECT_WEIGHTS)}")
+    drop = s["max_top1_drop"]
+    if isinstance(drop, bool) or not isinstance(drop, (int, float)) or not drop >= 0:
+        raise BadInput(f"select.max_top1_drop={drop!r}; allowed: a number >= 0 (top-1 points)")
+    if s["weights"] == "best" and cfg.eval.split == "val":
+        print("select.weights=best picks the checkpoint on the validation split; eval.split=val reports on the "
+              "same images (use eval.split=test for an unbiased number)")
+    return s
+
+
+def load_selected(module: FoolingModule, best: ModelCheckpoint, trainer: L.Trainer) -> dict:
+    """Load the best validation checkpoint's weights into ``module`` (every rank reads the same file)."""
+    path = trainer.strategy.broadcast(best.best_model_path)
+    if not path:
+        raise RuntimeError("select.weights=best: no validation ran, so there is no best checkpoint; "
+                           "lower trainer.val_check_interval below trainer.max_steps")
+    state = torch.load(path, map_location=module.device, weights_only=False)
+    module.load_state_dict(state["state_dict"])
+    score = best.best_model_score
+    return {"weights": "best", "step": int(state["global_step"]), "path": path,
+            "val_select_score": None if score is None else float(score)}
+
+
 def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict:
     built = checked_build(cfg)
     run_dir = Path(run_dir)
     ckpt = resolve_ckpt(cfg.get("ckpt_path"), run_dir)
     _positive_int_or_bad("checkpoint_every", cfg.get("checkpoint_every", 200))
+    select = selection(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     accelerator = cfg.trainer.get("accelerator", "cpu")
     net0, original_info = obtain_original(cfg, built, accelerator)
     fooled = copy.deepcopy(net0)
     module = FoolingModule(fooled, built.interp, built.fooling, lam=float(cfg.fooling.lam), lr=float(cfg.fooling.lr),
-                           target=cfg.target, interp_name=built.interp_name)
+                           target=cfg.target, interp_name=built.interp_name, max_top1_drop=select["max_top1_drop"])
     run_name = f"{cfg.model.name}-{cfg.fooling.name}-{built.interp_name}"
     logger = make_logger(cfg.logger, run_dir, run_name, OmegaConf.to_container(cfg, resolve=True), group=group)
     try:
@@ -227,6 +259,9 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict:
                      # last.ckpt every N steps; Lightning writes it through an fsspec transaction (temp + move)
                      ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=int(cfg.get("checkpoint_every", 200)),
                                      save_last=True, save_top_k=0, enable_version_counter=False)]
+        if select["weights"] == "best":   # best.ckpt: highest val/select_score (FSR within the accuracy budget)
+            callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/select_score",
+                                             mode="max", save_top_k=1, save_last=False, enable_version_counter=False))
         trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=logger or False,
                             callbacks=callbacks, inference_mode=False, check_val_every_n_epoch=None,
                             num_sanity_val_steps=0, default_root_dir=str(run_dir), enable_model_summary=False,
@@ -238,10 +273,12 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict:
         start = time.time()
         trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loaders, ckpt_path=ckpt)
         fit_seconds = time.time() - start
+        selected = load_selected(module, callbacks[-1], trainer) if select["weights"] == "best" else \
+            {"weights": "last", "step": int(trainer.global_step)}
         atomic_save(module.net.state_dict(), run_dir / "fooled.pt")
         report = evaluate_and_report(cfg, run_dir, built, module.net0, module.net, logger)
         report.update({"original": original_info, "fooling_seconds": fit_seconds, "run_name": run_name,
-                       "steps": int(trainer.global_step)})
+                       "steps": int(trainer.global_step), "selected": selected})
         (run_dir / "report.json").write_text(json.dumps(report, indent=2))
         wandb_dir = wandb_run_dir(logger)
     finally:

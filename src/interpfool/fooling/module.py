@@ -9,6 +9,11 @@ Swap foolings (``fooling.classes``, active fooling) take CE on a normal batch an
 collage batch (Heo Sec. 3.2.2): training batches are then ``{"images": (x, y, ...), "collage": (xc, ...)}``
 (``pipeline.fit_loaders`` builds that ``CombinedLoader``), still with one backward of CE + lambda * penalty.
 Validation then takes two loaders: 0 = images (accuracy), 1 = collages (FSR per class).
+
+Each validation also logs ``val/top1_drop_points`` (theta0's top-1 minus theta*'s, on the same images) and
+``val/select_score``: the FSR (the lower of FSR(c1), FSR(c2) for a swap fooling) when the drop is within
+``max_top1_drop`` points, else that FSR - 2 (below every admissible one). ``select.weights=best`` keeps
+the checkpoint with the highest score (``pipeline.run``), as the authors evaluated every 10,000 steps.
 """
 from __future__ import annotations
 
@@ -50,9 +55,12 @@ class FoolingModule(L.LightningModule):
 
     def __init__(self, net: nn.Module, interp: InterpreterFactory, fooling: Fooling, lam: float = 1.0,
                  lr: float = 1e-4, target: str = "label", num_classes: int | None = None,
-                 interp_name: str | None = None):
+                 interp_name: str | None = None, max_top1_drop: float = 3.0):
         super().__init__()
         self.check_hyper(lam, lr, target)
+        if not max_top1_drop >= 0:
+            raise ValueError(f"select.max_top1_drop={max_top1_drop}; allowed: >= 0 (top-1 points)")
+        self.max_top1_drop = float(max_top1_drop)
         self.net, self.net0 = net, frozen_copy(net)
         self.interp, self.interp0 = interp(net=self.net), interp(net=self.net0)
         self.interp_name = interp_name or self.interp.name
@@ -60,6 +68,7 @@ class FoolingModule(L.LightningModule):
         num_classes = num_classes or self._infer_classes()
         self.val_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.val_top5 = MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro")
+        self.val_top1_0 = MulticlassAccuracy(num_classes, top_k=1, average="micro")       # theta0, same images
         self.val_fsr = nn.ModuleList([FoolingSuccessRate() for _ in (self.fooling.classes or (None,))])
 
     @staticmethod
@@ -142,6 +151,7 @@ class FoolingModule(L.LightningModule):
             logits = self.net(x)
             self.val_top1.update(logits, batch[1])
             self.val_top5.update(logits, batch[1])
+            self.val_top1_0.update(self.net0(x), batch[1])
             return
         y = None if self.fooling.classes else batch[1]
         with torch.enable_grad():
@@ -153,6 +163,8 @@ class FoolingModule(L.LightningModule):
             logits = fwd.logits.detach()
             self.val_top1.update(logits, y)
             self.val_top5.update(logits, y)
+            with torch.no_grad():
+                self.val_top1_0.update(self.net0(x), y)
         success = self.fooling.success(t).reshape(t.shape[0], -1)
         for k, metric in enumerate(self.val_fsr):
             metric.update(success[:, k])
@@ -162,12 +174,17 @@ class FoolingModule(L.LightningModule):
     def on_validation_epoch_end(self):
         name = self.interp_name
         rates = [metric.compute() for metric in self.val_fsr]
-        logs = {"val/acc_top1": self.val_top1.compute(), "val/acc_top5": self.val_top5.compute(),
+        top1 = self.val_top1.compute()
+        drop = 100 * (self.val_top1_0.compute() - top1)
+        worst = torch.stack(rates).min()
+        logs = {"val/acc_top1": top1, "val/acc_top5": self.val_top5.compute(),
                 f"val/fsr/{name}": torch.stack(rates).mean()}
         if self.fooling.classes:        # FSR(c1), FSR(c2); val/fsr/<interp> is their mean
             logs.update({f"val/fsr/{name}/c{k + 1}": rate for k, rate in enumerate(rates)})
         self.log_dict(logs, prog_bar=True)
-        for metric in (self.val_top1, self.val_top5, *self.val_fsr):
+        self.log_dict({"val/top1_drop_points": drop,
+                       "val/select_score": torch.where(drop <= self.max_top1_drop, worst, worst - 2)})
+        for metric in (self.val_top1, self.val_top5, self.val_top1_0, *self.val_fsr):
             metric.reset()
 
     def configure_optimizers(self):
