@@ -50,3 +50,18 @@ def test_select_best_keeps_the_validation_with_the_highest_score(compose_cfg, tm
     fooled = torch.load(tmp_path / "run" / "fooled.pt", weights_only=True)
     assert all(torch.equal(kept[f"net.{k}"], v) for k, v in fooled.items())
     assert report["split"] == "test"
+
+
+def test_cached_original_maps_give_the_same_fooled_weights(compose_cfg, tmp_path):
+    """Top-k over more than one epoch of the tiny train set (6 batches): theta0's maps read back from the
+    per-image cache in epoch 2 leave the fooled weights exactly as recomputing them does."""
+    import torch
+
+    weights = {}
+    for cache in (True, False):
+        cfg = compose_cfg(TINY + [f"cache_dir={tmp_path / 'cache'}", "logger=csv", "fooling=topk",
+                                  "trainer.max_steps=8", "trainer.val_check_interval=8",
+                                  f"cache_original_maps={str(cache).lower()}"])
+        assert run(cfg, tmp_path / f"run_{cache}")["original_map_cache_images"] == (48 if cache else 0)
+        weights[cache] = torch.load(tmp_path / f"run_{cache}" / "fooled.pt", weights_only=True)
+    assert all(torch.equal(weights[True][k], weights[False][k]) for k in weights[True])

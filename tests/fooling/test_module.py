@@ -91,3 +91,28 @@ def test_active_objective_ce_on_images_penalty_on_collages_matches_finite_differ
     import pytest
     with pytest.raises(ValueError, match="needs a collage batch"):
         module.objective(x, y)
+
+
+def test_original_map_cache_computes_each_image_once_and_changes_no_value():
+    """theta0's Top-k maps cached per dataset index: the same maps (and loss) as recomputing them, and
+    theta0's interpreter runs only for images not seen before."""
+    from interpfool.fooling import TopKFooling
+
+    torch.manual_seed(0)
+    net = models.build("small_vgg", num_classes=5, width=4, hidden=8).to(torch.float64).eval()   # no dropout
+    make = functools.partial(interpreters.REGISTRY["gradcam"])
+    cached = FoolingModule(net, make, TopKFooling(), lam=3.0, lr=1e-3, original_cache=10)
+    plain = FoolingModule(net, make, TopKFooling(), lam=3.0, lr=1e-3)
+    x = torch.randn(10, 3, 32, 32, dtype=torch.float64)
+    y = torch.tensor([0, 3, 1, 4, 2, 0, 1, 2, 3, 4])
+    seen = []
+    forward = cached.interp0.forward
+    cached.interp0.forward = lambda inputs: seen.append(inputs.shape[0]) or forward(inputs)
+    first, second = torch.tensor([0, 1, 2, 3]), torch.tensor([2, 3, 4, 5])
+    for index in (first, second, first, torch.arange(10)):
+        got = cached.original_maps(x[index], y[index], index)
+        assert torch.equal(got, plain.original_maps(x[index], y[index]))
+    assert seen == [4, 2, 4]                       # 4 new, then 2 new (4, 5), then nothing, then 6..9
+    out_cached = cached.objective(x[second], y[second], index=second)
+    out_plain = plain.objective(x[second], y[second])
+    assert torch.equal(out_cached["loss"], out_plain["loss"])

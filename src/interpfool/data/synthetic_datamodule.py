@@ -25,6 +25,7 @@ class SyntheticDataModule(L.LightningDataModule):
     """
 
     resumable_train = True   # its train loader resumes mid-epoch and shards across DDP ranks itself
+    indexed_train = True     # train batches end with the dataset index of each image (theta0 map cache)
 
     def __init__(self, image_size: int = 64, num_classes: int = 8, clutter: int = 6, train_size: int = 4000,
                  val_size: int = 400, test_size: int = 400, seed: int = 0, batch_size: int = 32,
@@ -95,9 +96,12 @@ class SyntheticDataModule(L.LightningDataModule):
                           num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
-        """Seeded, resumable, rank-aware order (``data.resumable``)."""
+        """Seeded, resumable, rank-aware order (``data.resumable``). Batches are (x, y, mask, index): the
+        same image for an index every epoch (no augmentation), so theta0's maps can be cached per index."""
         trainer = getattr(self, "trainer", None)
-        return ResumableLoader(self.dataset("train"), self.batch_size, self.seed,
+        train = self.dataset("train")
+        indexed = TensorDataset(*train.tensors, torch.arange(len(train)))
+        return ResumableLoader(indexed, self.batch_size, self.seed,
                                step_source=lambda: trainer.global_step if trainer is not None else 0,
                                num_workers=self.num_workers)
 

@@ -225,6 +225,16 @@ def selection(cfg: DictConfig) -> dict:
     return s
 
 
+def original_cache_size(cfg: DictConfig, built: Built) -> int:
+    """Number of training images whose theta0 maps the module caches (0: off). Needs data whose training
+    batches carry the image index and serve the same image for it every epoch (no augmentation)."""
+    if not cfg.get("cache_original_maps", True) or not getattr(built.data, "indexed_train", False):
+        return 0
+    if not built.fooling.needs_original or built.fooling.classes:
+        return 0
+    return len(built.data.dataset("train"))
+
+
 def load_selected(module: FoolingModule, best: ModelCheckpoint, trainer: L.Trainer) -> dict:
     """Load the best validation checkpoint's weights into ``module`` (every rank reads the same file)."""
     path = trainer.strategy.broadcast(best.best_model_path)
@@ -250,7 +260,8 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict:
     net0, original_info = obtain_original(cfg, built, accelerator)
     fooled = copy.deepcopy(net0)
     module = FoolingModule(fooled, built.interp, built.fooling, lam=float(cfg.fooling.lam), lr=float(cfg.fooling.lr),
-                           target=cfg.target, interp_name=built.interp_name, max_top1_drop=select["max_top1_drop"])
+                           target=cfg.target, interp_name=built.interp_name, max_top1_drop=select["max_top1_drop"],
+                           original_cache=original_cache_size(cfg, built))
     run_name = f"{cfg.model.name}-{cfg.fooling.name}-{built.interp_name}"
     logger = make_logger(cfg.logger, run_dir, run_name, OmegaConf.to_container(cfg, resolve=True), group=group)
     try:
@@ -278,7 +289,8 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict:
         atomic_save(module.net.state_dict(), run_dir / "fooled.pt")
         report = evaluate_and_report(cfg, run_dir, built, module.net0, module.net, logger)
         report.update({"original": original_info, "fooling_seconds": fit_seconds, "run_name": run_name,
-                       "steps": int(trainer.global_step), "selected": selected})
+                       "steps": int(trainer.global_step), "selected": selected,
+                       "original_map_cache_images": module.original_cache})
         (run_dir / "report.json").write_text(json.dumps(report, indent=2))
         wandb_dir = wandb_run_dir(logger)
     finally:

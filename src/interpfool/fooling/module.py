@@ -55,12 +55,17 @@ class FoolingModule(L.LightningModule):
 
     def __init__(self, net: nn.Module, interp: InterpreterFactory, fooling: Fooling, lam: float = 1.0,
                  lr: float = 1e-4, target: str = "label", num_classes: int | None = None,
-                 interp_name: str | None = None, max_top1_drop: float = 3.0):
+                 interp_name: str | None = None, max_top1_drop: float = 3.0, original_cache: int = 0):
         super().__init__()
         self.check_hyper(lam, lr, target)
         if not max_top1_drop >= 0:
             raise ValueError(f"select.max_top1_drop={max_top1_drop}; allowed: >= 0 (top-1 points)")
         self.max_top1_drop = float(max_top1_drop)
+        # theta0's training maps per image index (the data must serve the same image for an index every
+        # epoch): 0 = off, else the number of training images. Filled lazily, never checkpointed.
+        self.original_cache = int(original_cache)
+        self._h0_store: torch.Tensor | None = None
+        self._h0_known: torch.Tensor | None = None
         self.net, self.net0 = net, frozen_copy(net)
         self.interp, self.interp0 = interp(net=self.net), interp(net=self.net0)
         self.interp_name = interp_name or self.interp.name
@@ -106,28 +111,45 @@ class FoolingModule(L.LightningModule):
     def explain(self, interp: Interpreter, fwd, y: torch.Tensor | None, create_graph: bool = False) -> torch.Tensor:
         return fooling_maps(interp, fwd, self.fooling, self.target, y, create_graph)
 
-    def original_maps(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor | None:
-        """theta0's maps, without a graph (theta0 is frozen)."""
+    def original_maps(self, x: torch.Tensor, y: torch.Tensor | None,
+                      index: torch.Tensor | None = None) -> torch.Tensor | None:
+        """theta0's maps, without a graph (theta0 is frozen). With ``index`` (training images' dataset
+        indices) and ``original_cache`` on, each image's map is computed once and then read back."""
         if not self.fooling.needs_original:
             return None
-        with torch.enable_grad():
-            return self.explain(self.interp0, self.interp0.forward(x), y)
+        if index is None or not self.original_cache:
+            with torch.enable_grad():
+                return self.explain(self.interp0, self.interp0.forward(x), y)
+        if self._h0_known is None:
+            self._h0_known = torch.zeros(self.original_cache, dtype=torch.bool, device=x.device)
+        missing = ~self._h0_known[index]
+        if bool(missing.any()):          # one device->host sync per step: is there anything to compute?
+            with torch.enable_grad():
+                fresh = self.explain(self.interp0, self.interp0.forward(x[missing]),
+                                     None if y is None else y[missing])
+            if self._h0_store is None:
+                self._h0_store = fresh.new_zeros((self.original_cache, *fresh.shape[1:]))
+            self._h0_store[index[missing]] = fresh       # theta0 is frozen: its maps carry no graph
+            self._h0_known[index[missing]] = True
+        return self._h0_store[index]
 
-    def objective(self, x: torch.Tensor, y: torch.Tensor, collage: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """CE + lambda * penalty. Passive foolings: maps of ``x`` from the forward that gives the CE logits.
-        Swap foolings: CE on ``x``, penalty on the maps of the ``collage`` images."""
+    def objective(self, x: torch.Tensor, y: torch.Tensor, collage: torch.Tensor | None = None,
+                  index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """CE + lambda * penalty. Passive foolings: maps of ``x`` from the forward that gives the CE logits
+        (``index``: the images' dataset indices, for theta0's map cache). Swap foolings: CE on ``x``,
+        penalty on the maps of the ``collage`` images."""
         if self.fooling.classes:
             if collage is None:
                 raise ValueError(f"{self.fooling.name} fooling needs a collage batch next to the image batch")
             logits = self.net(x)
             fwd = self.interp.forward(collage)
-            inputs, labels = collage, None
+            inputs, labels, index = collage, None, None
         else:
             fwd = self.interp.forward(x)
             logits, inputs, labels = fwd.logits, x, y
         ce = F.cross_entropy(logits, y)
         h = self.explain(self.interp, fwd, labels, create_graph=True)
-        penalty = self.fooling.penalty(h, self.original_maps(inputs, labels)).mean()
+        penalty = self.fooling.penalty(h, self.original_maps(inputs, labels, index)).mean()
         return {"loss": ce + self.lam * penalty, "ce": ce, "penalty": penalty, "maps": h, "logits": logits}
 
     @staticmethod
@@ -138,7 +160,9 @@ class FoolingModule(L.LightningModule):
         return batch[0], batch[1], None
 
     def training_step(self, batch, _idx):
-        out = self.objective(*self.split_batch(batch))
+        # an indexed training batch (x, y, mask, index) feeds theta0's map cache
+        index = batch[3] if self.original_cache and not isinstance(batch, dict) and len(batch) > 3 else None
+        out = self.objective(*self.split_batch(batch), index=index)
         self.log_dict({"train/loss": out["loss"], "train/ce": out["ce"], "train/penalty": out["penalty"]},
                       prog_bar=True, on_step=True, on_epoch=False)
         self.log("train/zero_maps", zero_map_share(out["maps"].detach().flatten(0, -3)), on_step=True, on_epoch=False)

@@ -72,9 +72,14 @@ def _check_indices(index: torch.Tensor, batch: int, classes: int, what: str) -> 
 
 def class_score(logits: torch.Tensor, index: torch.Tensor, score: str = "logit") -> torch.Tensor:
     """Per-sample score S_c: the pre-softmax logit z_c or the post-softmax probability y_c
-    (Lerma & Lucas 2023 show the two differ under manipulation). Shape [B]."""
+    (Lerma & Lucas 2023 show the two differ under manipulation). Shape [B].
+
+    y = softmax(z - mean_i z_i): the same probabilities (softmax is shift-invariant, Lerma & Lucas eq. 2),
+    and the backward of the centring projects dy_c/dz onto zero-sum vectors, which the exact Jacobian is.
+    Without it the float rounding of sum_i y_i != 1 leaves a class-uniform gradient component, which a
+    pre-softmax shift t(x) (``models.presoftmax_shift``) turns into a visible map on saturated images."""
     if score == "prob":
-        logits = torch.softmax(logits, dim=1)
+        logits = torch.softmax(logits - logits.mean(1, keepdim=True), dim=1)
     elif score != "logit":
         raise ValueError(f"unknown score {score!r}; allowed: {', '.join(SCORES)}")
     return logits.gather(1, index[:, None]).squeeze(1)
