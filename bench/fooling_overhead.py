@@ -40,6 +40,9 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=7)
     p.add_argument("--amp", choices=["none", "bf16"], default="none", help="autocast dtype for both steps")
     p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--original-cache", action="store_true",
+                   help="also time top-k with theta0's maps read from the per-image cache (the steady state of "
+                        "cache_original_maps=true after the first epoch), as the fooling 'topk-cached'")
     p.add_argument("--no-record", action="store_true")
     args = p.parse_args()
     device = torch.device(args.device)
@@ -64,17 +67,23 @@ def main() -> None:
             opt.step()
 
         for interp_name in args.interps.split(","):
-            for fooling_name in args.foolings.split(","):
-                if fooling_name not in FOOLINGS:
+            names = args.foolings.split(",")
+            if args.original_cache and "topk" in names:
+                names.insert(names.index("topk") + 1, "topk-cached")
+            for fooling_name in names:
+                cached = fooling_name == "topk-cached"
+                if fooling_name.removesuffix("-cached") not in FOOLINGS:
                     continue
                 module = FoolingModule(net, functools.partial(interpreters.REGISTRY[interp_name]),
-                                       FOOLINGS[fooling_name](), lam=1.0, lr=1e-3, target="pred").to(device)
+                                       FOOLINGS[fooling_name.removesuffix("-cached")](), lam=1.0, lr=1e-3,
+                                       target="pred", original_cache=args.batch if cached else 0).to(device)
                 module.train()
+                index = torch.arange(args.batch, device=device) if cached else None   # filled in the warm-up
 
-                def fooling_step(module=module):
+                def fooling_step(module=module, index=index):
                     opt.zero_grad(set_to_none=True)
                     with autocast():
-                        loss = module.objective(x, y)["loss"]
+                        loss = module.objective(x, y, index=index)["loss"]
                     loss.backward()
                     opt.step()
 

@@ -41,6 +41,8 @@ def test_select_best_keeps_the_validation_with_the_highest_score(compose_cfg, tm
     scores = [(float(r["val/select_score"]), int(r["step"])) for r in rows if r.get("val/select_score")]
     drops = [float(r["val/top1_drop_points"]) for r in rows if r.get("val/top1_drop_points")]
     assert len(scores) == 4 and len(drops) == 4
+    fsr = [float(r["val/fsr/gradcam"]) for r in rows if r.get("val/fsr/gradcam")]
+    assert all(abs(s - (f - 1e-4 * d)) < 1e-6 for (s, _), f, d in zip(scores, fsr, drops))   # within budget 100
     best = max(s for s, _ in scores)
     first_best_step = min(step for s, step in scores if s == best)          # ties keep the earlier checkpoint
     selected = report["selected"]

@@ -116,3 +116,14 @@ def test_original_map_cache_computes_each_image_once_and_changes_no_value():
     out_cached = cached.objective(x[second], y[second], index=second)
     out_plain = plain.objective(x[second], y[second])
     assert torch.equal(out_cached["loss"], out_plain["loss"])
+
+
+def test_selection_score_ranks_admissible_validations_first():
+    from interpfool.fooling.module import selection_score
+
+    t = torch.tensor
+    inside = selection_score(t(0.70), t(2.9), 3.0)
+    outside = selection_score(t(1.00), t(3.1), 3.0)
+    assert inside > outside and outside < 0                     # 100% FSR at a 3.1-point drop loses
+    assert selection_score(t(0.80), t(0.5), 3.0) > selection_score(t(0.80), t(1.5), 3.0)   # tie: smaller drop
+    assert selection_score(t(0.8025), t(3.0), 3.0) > selection_score(t(0.80), t(-1.0), 3.0)  # FSR first
