@@ -71,6 +71,20 @@ def test_center_mass_penalty_and_normalised_test_loss():
     assert fool.success(t).tolist() == [True, True, False]       # R = [0.1, 1]
 
 
+def test_an_empty_map_has_not_moved_its_centre():
+    """A map with no positive mass (all-zero Grad-CAM, all-negative LRP) has no centre: shift 0, not a
+    success, whatever theta0's centre; the same when theta0's map is the empty one."""
+    fool = CenterMassFooling()
+    h0 = torch.zeros(3, 8, 8)
+    h0[:2, 0, 0] = 1                             # theta0's centre in a corner: the grid middle is far away
+    h = torch.zeros(3, 8, 8)
+    h[1] = -1.0                                  # all negative: no positive mass either
+    h[2, 7, 7] = 1                               # a real map, but theta0's is empty
+    assert torch.equal(fool.penalty(h, h0), torch.zeros(3))
+    assert torch.equal(fool.test_loss(h, h0), torch.zeros(3))
+    assert not fool.success(fool.test_loss(h, h0)).any()
+
+
 def test_center_mass_gradient_is_finite_on_all_zero_maps():
     h = torch.zeros(2, 6, 6, requires_grad=True)
     h0 = torch.rand(2, 6, 6)

@@ -3,7 +3,9 @@ intensity-weighted centre as far as possible from theta0's.
 
 C(h) = sum_ij relu(h_ij) (i, j) / sum_ij relu(h_ij), in cell coordinates of the map (its native
 resolution). Signed maps (LRP, Gradient x Input) are weighted by their positive part; a map with no
-positive mass has no centre of its own and is given the geometric centre of the grid.
+positive mass has no centre, so it has not moved one: its shift is 0 (penalty 0, test loss 0, not a success).
+(The authors' code divides by sum + 1e-8, which puts an empty map's centre outside the grid and counts a
+map that vanished as a moved one; here only a map that still points somewhere can move its centre.)
 Training penalty = -||C(h) - C(h0)||_1 (minimised, so the shift is maximised).
 Test loss = ||C(h) - C(h0)||_2 / (length of the grid's diagonal, sqrt(2) (side - 1) for a square map),
 in [0, 1]; R = [0.1, 1].
@@ -15,6 +17,11 @@ import math
 import torch
 
 from interpfool.fooling.penalties.base import Fooling
+
+
+def has_mass(h: torch.Tensor) -> torch.Tensor:
+    """[B, H, W] -> [B] bool: the map has positive mass, hence a centre."""
+    return torch.relu(h).flatten(1).sum(1) > 0
 
 
 def center_of_mass(h: torch.Tensor) -> torch.Tensor:
@@ -42,7 +49,9 @@ class CenterMassFooling(Fooling):
     def _shift(h: torch.Tensor, h0: torch.Tensor | None) -> torch.Tensor:
         if h0 is None:
             raise ValueError("center-mass fooling needs theta0's maps h0")
-        return center_of_mass(h) - center_of_mass(h0)
+        both = (has_mass(h) & has_mass(h0))[:, None]
+        shift = center_of_mass(h) - center_of_mass(h0)
+        return torch.where(both, shift, torch.zeros_like(shift))   # an empty map has no centre to move
 
     def penalty(self, h: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
         return -self._shift(h, h0).abs().sum(1)                              # Heo eq. 5, maximised
