@@ -58,6 +58,15 @@ def machine(device: torch.device) -> str:
     return f"{what}; torch {torch.__version__}"
 
 
+def random_model_and_batch(model_name: str, batch: int, size: int, device: torch.device):
+    """A randomly initialised 1000-class model (seed 0) in eval mode and a random batch on ``device``."""
+    from interpfool import models
+
+    torch.manual_seed(0)
+    net = models.build(model_name, num_classes=1000).to(device).eval()
+    return net, torch.randn(batch, 3, size, size, device=device)
+
+
 def markdown_table(header: list[str], rows: list[list]) -> str:
     def fmt(v):
         return f"{v:.3g}" if isinstance(v, float) else str(v)

@@ -20,7 +20,7 @@ from unittest import mock
 import _common
 import torch
 
-from interpfool import interpreters, models
+from interpfool import interpreters
 from interpfool.models import resolve_module
 
 warnings.filterwarnings("ignore")
@@ -43,9 +43,7 @@ def main() -> None:
     p.add_argument("--no-record", action="store_true")
     args = p.parse_args()
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    net = models.build(args.model, num_classes=1000).to(device).eval()
-    x = torch.randn(args.batch, 3, args.size, args.size, device=device)
+    net, x = _common.random_model_and_batch(args.model, args.batch, args.size, device)
     with torch.no_grad():
         target = net(x).argmax(1)
     layer = resolve_module(net, net.target_layer)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from interpfool import interpreters, models
+from interpfool import interpreters
 from interpfool.fooling import FoolingModule
 from interpfool.fooling.penalties import LocationFooling, TopKFooling
 
@@ -64,9 +64,7 @@ def main() -> None:
     p.add_argument("--no-record", action="store_true")
     args = p.parse_args()
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    net = models.build(args.model, num_classes=1000).to(device).eval()
-    x = torch.randn(args.batch, 3, args.size, args.size, device=device)
+    net, x = _common.random_model_and_batch(args.model, args.batch, args.size, device)
     y = torch.randint(0, 1000, (args.batch,), device=device)
     opt = torch.optim.Adam(net.parameters(), lr=0.0)
     fooling = LocationFooling() if args.fooling == "location" else TopKFooling()
