@@ -64,8 +64,10 @@ def test_collage_has_both_classes_in_tiles_and_is_deterministic():
 
 def test_datamodule_splits_differ_and_are_normalised():
     dm = SyntheticDataModule(train_size=16, val_size=8, test_size=8, batch_size=4, collage_train_size=4, c1=0, c2=1)
-    x, y, m = next(iter(dm.train_dataloader()))
+    x, y, m, index = next(iter(dm.train_dataloader()))
     assert x.shape == (4, 3, 64, 64) and y.shape == (4,) and m.shape == (4, 64, 64)
+    train = dm.dataset("train").tensors            # the index names the image it came with (theta0 map cache)
+    assert torch.equal(x, train[0][index]) and torch.equal(y, train[1][index])
     assert not torch.equal(dm.dataset("train").tensors[0][:8], dm.dataset("val").tensors[0])
     assert torch.allclose(dm.denormalize(dm.normalize(torch.full((3,), 0.3))), torch.full((3,), 0.3))
     cx, cm = next(iter(dm.collage_dataloader("train")))

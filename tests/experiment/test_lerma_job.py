@@ -34,7 +34,7 @@ def test_lerma_job_on_the_trained_original_writes_report_and_figures(compose_cfg
     report = run(cfg, tmp_path / "run")
     assert report["weights"]["status"] == "trained" and "training it" in capsys.readouterr().out
     saved = json.loads((tmp_path / "run" / "report.json").read_text())
-    assert saved["k"] == 10.0 and saved["position"] == [0, 0] and saved["n_images"] == 4
+    assert saved["k"] == 100.0 and saved["position"] == [0, 0] and saved["n_images"] == 4   # lerma.k_by_model.small_vgg
     assert saved["outputs"]["argmax_agreement"] == 1.0
     assert set(saved["interpreters"]) == {"gradcam", "simplegT", "lrpT", "gradcam@avgpool"}
     for name in ("gradcam", "simplegT", "lrpT"):
@@ -69,3 +69,9 @@ def test_train_py_dispatches_the_lerma_job(tmp_path):
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["weights"]["status"] == "random" and "figure:" in proc.stdout
     assert not (tmp_path / "cache").exists() and not (tmp_path / "run" / "fooled.pt").exists()
+
+
+def test_k_is_the_papers_10_unless_the_model_is_listed(compose_cfg):
+    assert compose_cfg(["experiment=lerma_presoftmax"]).lerma.k == 100.0                  # small_vgg
+    assert compose_cfg(["experiment=lerma_presoftmax", "model=vgg19"]).lerma.k == 10.0
+    assert compose_cfg(["experiment=lerma_presoftmax", "model=vgg19", "lerma.k=3"]).lerma.k == 3.0
