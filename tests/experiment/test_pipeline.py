@@ -67,3 +67,19 @@ def test_cached_original_maps_give_the_same_fooled_weights(compose_cfg, tmp_path
         assert run(cfg, tmp_path / f"run_{cache}")["original_map_cache_images"] == (48 if cache else 0)
         weights[cache] = torch.load(tmp_path / f"run_{cache}" / "fooled.pt", weights_only=True)
     assert all(torch.equal(weights[True][k], weights[False][k]) for k in weights[True])
+
+
+def test_tuned_lr_and_lambda_follow_the_experiment_and_interpreter(compose_cfg):
+    """conf/tuned/<experiment>_<interp>.yaml overrides the fooling's lr / lambda for that cell only; the
+    command line still wins."""
+    cm = ["experiment=synthetic_center_mass"]
+    assert (compose_cfg([*cm, "interp=gradcam"]).fooling.lr, compose_cfg([*cm, "interp=gradcam"]).fooling.lam) \
+        == (1e-4, 0.25)
+    assert compose_cfg([*cm, "interp=lrpT"]).fooling.lr == 2e-4                      # conf/fooling default
+    assert compose_cfg(["experiment=synthetic_topk", "interp=lrpT"]).fooling.lr == 3e-4
+    assert compose_cfg(["experiment=synthetic_topk", "interp=gradcam"]).fooling.lr == 1e-3
+    assert compose_cfg(["interp=lrpT", "fooling=topk"]).fooling.lr == 1e-3             # no experiment: no cell
+    assert compose_cfg([*cm, "interp=gradcam", "fooling.lr=5e-5"]).fooling.lr == 5e-5
+    topk = compose_cfg(["experiment=synthetic_topk", "interp=gradcam"])
+    assert list(topk.fooling.penalty.interval) == [0.0, 0.1] and topk.select.weights == "best"
+    assert topk.eval.split == "test"
