@@ -19,14 +19,6 @@ def fake_root(tmp_path_factory):
     return make_fake_imagenet(tmp_path_factory.mktemp("imagenet"), train_per_class=2, val_per_class=1)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # big nets on tiny batches: one thread avoids spin-waiting on a shared 2-core machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from interpfool.experiment.cli import BadInput
 from interpfool.experiment.lerma import run
@@ -20,13 +19,6 @@ TINY = ["data.train_size=48", "data.val_size=8", "data.test_size=8", "data.batch
 SMALL = ["experiment=lerma_presoftmax", "lerma.images=4", "lerma.figure_images=2",
          "lerma.interpreters=[gradcam,simplegT,lrpT]", "lerma.post_interpreters=[gradcam,simplegT,lrpT]"]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_lerma_job_on_the_trained_original_writes_report_and_figures(compose_cfg, tmp_path, capsys):

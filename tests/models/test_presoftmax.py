@@ -19,13 +19,6 @@ GRADIENT_BASED = ["gradcam", "gradcampp", "gradcam_pos", "rsigradcam", "simpleg"
                   "smoothgrad", "ig"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _images(size: int, n: int) -> torch.Tensor:
     spec = SyntheticSpec(size=size, num_classes=8)
