@@ -13,8 +13,8 @@ from interpfool.fooling import FoolingModule, LocationFooling
 
 
 class NaNAtStep(FoolingModule):
-    def objective(self, x, y, collage=None, index=None):
-        out = super().objective(x, y, collage, index)
+    def objective(self, *args, **kwargs):
+        out = super().objective(*args, **kwargs)
         if self.trainer.global_step == 3:
             out["loss"] = out["loss"] * float("nan")
         return out

@@ -127,3 +127,32 @@ def test_selection_score_ranks_admissible_validations_first():
     assert inside > outside and outside < 0                     # 100% FSR at a 3.1-point drop loses
     assert selection_score(t(0.80), t(0.5), 3.0) > selection_score(t(0.80), t(1.5), 3.0)   # tie: smaller drop
     assert selection_score(t(0.8025), t(3.0), 3.0) > selection_score(t(0.80), t(-1.0), 3.0)  # FSR first
+
+
+def test_original_map_cache_decides_on_the_host_before_the_batch_moves():
+    """on_before_batch_transfer marks which images of an indexed training batch are new (on the CPU index), so
+    the step reads the cache without asking the device; validation batches (3 items) pass unchanged."""
+    from types import SimpleNamespace
+
+    from interpfool.fooling import TopKFooling
+
+    torch.manual_seed(0)
+    net = models.build("small_vgg", num_classes=5, width=4, hidden=8).to(torch.float64).eval()
+    module = FoolingModule(net, functools.partial(interpreters.REGISTRY["gradcam"]), TopKFooling(), lam=3.0,
+                           lr=1e-3, original_cache=6)
+    module._trainer = SimpleNamespace(training=True)
+    x = torch.randn(4, 3, 32, 32, dtype=torch.float64)
+    y, mask = torch.tensor([0, 3, 1, 4]), torch.zeros(4, 32, 32, dtype=torch.bool)
+    first = module.on_before_batch_transfer([x, y, mask, torch.tensor([0, 1, 2, 3])], 0)
+    second = module.on_before_batch_transfer([x, y, mask, torch.tensor([2, 3, 4, 5])], 0)
+    assert first[4].tolist() == [True] * 4 and first[5] is True
+    assert second[4].tolist() == [False, False, True, True] and second[5] is True
+    again = module.on_before_batch_transfer([x, y, mask, torch.tensor([0, 1, 2, 3])], 0)
+    assert again[4].tolist() == [False] * 4 and again[5] is False
+    assert len(module.on_before_batch_transfer([x, y, mask], 0)) == 3
+    calls = []
+    forward = module.interp0.forward
+    module.interp0.forward = lambda inputs: calls.append(inputs.shape[0]) or forward(inputs)
+    h_first = module.original_maps(x, y, first[3], (first[4], first[5]))
+    h_again = module.original_maps(x, y, again[3], (again[4], again[5]))
+    assert calls == [4] and torch.equal(h_first, h_again)       # the second read computed nothing

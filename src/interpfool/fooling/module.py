@@ -75,6 +75,7 @@ class FoolingModule(L.LightningModule):
         self.original_cache = int(original_cache)
         self._h0_store: torch.Tensor | None = None
         self._h0_known: torch.Tensor | None = None
+        self._h0_known_host: torch.Tensor | None = None
         self.net, self.net0 = net, frozen_copy(net)
         self.interp, self.interp0 = interp(net=self.net), interp(net=self.net0)
         self.interp_name = interp_name or self.interp.name
@@ -120,10 +121,12 @@ class FoolingModule(L.LightningModule):
     def explain(self, interp: Interpreter, fwd, y: torch.Tensor | None, create_graph: bool = False) -> torch.Tensor:
         return fooling_maps(interp, fwd, self.fooling, self.target, y, create_graph)
 
-    def original_maps(self, x: torch.Tensor, y: torch.Tensor | None,
-                      index: torch.Tensor | None = None) -> torch.Tensor | None:
+    def original_maps(self, x: torch.Tensor, y: torch.Tensor | None, index: torch.Tensor | None = None,
+                      new: tuple[torch.Tensor, bool] | None = None) -> torch.Tensor | None:
         """theta0's maps, without a graph (theta0 is frozen). With ``index`` (training images' dataset
-        indices) and ``original_cache`` on, each image's map is computed once and then read back."""
+        indices) and ``original_cache`` on, each image's map is computed once and then read back.
+        ``new``: (mask of the images not seen before, whether there is any), decided on the host before
+        the batch moved (``on_before_batch_transfer``); without it the device is asked (one sync)."""
         if not self.fooling.needs_original:
             return None
         if index is None or not self.original_cache:
@@ -131,8 +134,8 @@ class FoolingModule(L.LightningModule):
                 return self.explain(self.interp0, self.interp0.forward(x), y)
         if self._h0_known is None:
             self._h0_known = torch.zeros(self.original_cache, dtype=torch.bool, device=x.device)
-        missing = ~self._h0_known[index]
-        if bool(missing.any()):          # one device->host sync per step: is there anything to compute?
+        missing, any_missing = new if new is not None else (~self._h0_known[index], None)
+        if any_missing if any_missing is not None else bool(missing.any()):
             with torch.enable_grad():
                 fresh = self.explain(self.interp0, self.interp0.forward(x[missing]),
                                      None if y is None else y[missing])
@@ -143,7 +146,8 @@ class FoolingModule(L.LightningModule):
         return self._h0_store[index]
 
     def objective(self, x: torch.Tensor, y: torch.Tensor, collage: torch.Tensor | None = None,
-                  index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                  index: torch.Tensor | None = None, new: tuple[torch.Tensor, bool] | None = None
+                  ) -> dict[str, torch.Tensor]:
         """CE + lambda * penalty. Passive foolings: maps of ``x`` from the forward that gives the CE logits
         (``index``: the images' dataset indices, for theta0's map cache). Swap foolings: CE on ``x``,
         penalty on the maps of the ``collage`` images."""
@@ -158,7 +162,7 @@ class FoolingModule(L.LightningModule):
             logits, inputs, labels = fwd.logits, x, y
         ce = F.cross_entropy(logits, y)
         h = self.explain(self.interp, fwd, labels, create_graph=True)
-        penalty = self.fooling.penalty(h, self.original_maps(inputs, labels, index)).mean()
+        penalty = self.fooling.penalty(h, self.original_maps(inputs, labels, index, new)).mean()
         return {"loss": ce + self.lam * penalty, "ce": ce, "penalty": penalty, "maps": h, "logits": logits}
 
     @staticmethod
@@ -168,10 +172,25 @@ class FoolingModule(L.LightningModule):
             return batch["images"][0], batch["images"][1], batch["collage"][0]
         return batch[0], batch[1], None
 
+    def on_before_batch_transfer(self, batch, dataloader_idx):
+        """theta0 map cache: an indexed training batch (x, y, mask, index) still on the host gets the mask of
+        its images not seen before and whether there is any, so the step need not ask the device."""
+        if (self.original_cache and self.trainer.training and isinstance(batch, (list, tuple))
+                and len(batch) == 4):
+            if self._h0_known_host is None:
+                self._h0_known_host = torch.zeros(self.original_cache, dtype=torch.bool)
+            index = batch[3]
+            new = ~self._h0_known_host[index]
+            self._h0_known_host[index] = True
+            return [*batch, new, bool(new.any())]
+        return batch
+
     def training_step(self, batch, _idx):
-        # an indexed training batch (x, y, mask, index) feeds theta0's map cache
-        index = batch[3] if self.original_cache and not isinstance(batch, dict) and len(batch) > 3 else None
-        out = self.objective(*self.split_batch(batch), index=index)
+        # an indexed training batch (x, y, mask, index[, new, any new]) feeds theta0's map cache
+        cached = self.original_cache and not isinstance(batch, dict) and len(batch) > 3
+        index = batch[3] if cached else None
+        new = (batch[4], batch[5]) if cached and len(batch) == 6 else None
+        out = self.objective(*self.split_batch(batch), index=index, new=new)
         self.log_dict({"train/loss": out["loss"], "train/ce": out["ce"], "train/penalty": out["penalty"]},
                       prog_bar=True, on_step=True, on_epoch=False)
         self.log("train/zero_maps", zero_map_share(out["maps"].detach().flatten(0, -3)), on_step=True, on_epoch=False)
