@@ -74,8 +74,7 @@ class FoolingModule(L.LightningModule):
         # epoch): 0 = off, else the number of training images. Filled lazily, never checkpointed.
         self.original_cache = int(original_cache)
         self._h0_store: torch.Tensor | None = None
-        self._h0_known: torch.Tensor | None = None
-        self._h0_known_host: torch.Tensor | None = None
+        self._h0_known: torch.Tensor | None = None          # on the host: decided before the batch moves
         self.net, self.net0 = net, frozen_copy(net)
         self.interp, self.interp0 = interp(net=self.net), interp(net=self.net0)
         self.interp_name = interp_name or self.interp.name
@@ -125,25 +124,35 @@ class FoolingModule(L.LightningModule):
                       new: tuple[torch.Tensor, bool] | None = None) -> torch.Tensor | None:
         """theta0's maps, without a graph (theta0 is frozen). With ``index`` (training images' dataset
         indices) and ``original_cache`` on, each image's map is computed once and then read back.
-        ``new``: (mask of the images not seen before, whether there is any), decided on the host before
-        the batch moved (``on_before_batch_transfer``); without it the device is asked (one sync)."""
+        ``new``: (mask of the images not seen before, whether there is any), as ``on_before_batch_transfer``
+        decided it on the host index; without it the index is brought to the host here."""
         if not self.fooling.needs_original:
             return None
         if index is None or not self.original_cache:
-            with torch.enable_grad():
-                return self.explain(self.interp0, self.interp0.forward(x), y)
-        if self._h0_known is None:
-            self._h0_known = torch.zeros(self.original_cache, dtype=torch.bool, device=x.device)
-        missing, any_missing = new if new is not None else (~self._h0_known[index], None)
-        if any_missing if any_missing is not None else bool(missing.any()):
-            with torch.enable_grad():
-                fresh = self.explain(self.interp0, self.interp0.forward(x[missing]),
-                                     None if y is None else y[missing])
+            return self._original(x, y)[1]
+        missing, any_missing = new if new is not None else self._mark_new(index.cpu())
+        if any_missing:
+            missing = missing.to(x.device)
+            fresh = self._original(x[missing], None if y is None else y[missing])[1]
             if self._h0_store is None:
                 self._h0_store = fresh.new_zeros((self.original_cache, *fresh.shape[1:]))
             self._h0_store[index[missing]] = fresh       # theta0 is frozen: its maps carry no graph
-            self._h0_known[index[missing]] = True
         return self._h0_store[index]
+
+    def _original(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """theta0's logits and maps from one forward pass."""
+        with torch.enable_grad():
+            fwd = self.interp0.forward(x)
+            return fwd.logits, self.explain(self.interp0, fwd, y)
+
+    def _mark_new(self, index: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """Host-side record of the images whose theta0 map is cached: (mask of the new ones, any new), and
+        marks them as cached (the step that receives the mask computes them)."""
+        if self._h0_known is None:
+            self._h0_known = torch.zeros(self.original_cache, dtype=torch.bool)
+        new = ~self._h0_known[index]
+        self._h0_known[index] = True
+        return new, bool(new.any())
 
     def objective(self, x: torch.Tensor, y: torch.Tensor, collage: torch.Tensor | None = None,
                   index: torch.Tensor | None = None, new: tuple[torch.Tensor, bool] | None = None
@@ -177,12 +186,7 @@ class FoolingModule(L.LightningModule):
         its images not seen before and whether there is any, so the step need not ask the device."""
         if (self.original_cache and self.trainer.training and isinstance(batch, (list, tuple))
                 and len(batch) == 4):
-            if self._h0_known_host is None:
-                self._h0_known_host = torch.zeros(self.original_cache, dtype=torch.bool)
-            index = batch[3]
-            new = ~self._h0_known_host[index]
-            self._h0_known_host[index] = True
-            return [*batch, new, bool(new.any())]
+            return [*batch, *self._mark_new(batch[3])]
         return batch
 
     def training_step(self, batch, _idx):
@@ -209,14 +213,16 @@ class FoolingModule(L.LightningModule):
         with torch.enable_grad():
             fwd = self.interp.forward(x)
             h = self.explain(self.interp, fwd, y)
-            h0 = self.original_maps(x, y)
+            logits0, h0 = self._original(x, y) if self.fooling.needs_original else (None, None)
             penalty, t = self.fooling.penalty(h, h0), self.fooling.test_loss(h, h0)
         if not self.fooling.classes:
             logits = fwd.logits.detach()
             self.val_top1.update(logits, y)
             self.val_top5.update(logits, y)
-            with torch.no_grad():
-                self.val_top1_0.update(self.net0(x), y)
+            if logits0 is None:                                # theta0 not run for its maps
+                with torch.no_grad():
+                    logits0 = self.net0(x)
+            self.val_top1_0.update(logits0.detach(), y)
         success = self.fooling.success(t).reshape(t.shape[0], -1)
         for k, metric in enumerate(self.val_fsr):
             metric.update(success[:, k])
