@@ -100,9 +100,10 @@ def evaluate_pair(net0: nn.Module, net: nn.Module, batches: Iterable, interprete
             for m in MODELS:
                 t = fooling.test_loss(maps[m], h0).reshape(x.shape[0], len(tags))
                 ok = fooling.success(t)
+                t_rows, ok_rows = t.tolist(), ok.tolist()      # one host copy per batch, not one per image
                 for k, tag in enumerate(tags):
                     fsr[n][m][k].update(ok[:, k])
-                    losses.extend([seen + i, n, m, tag, float(t[i, k]), bool(ok[i, k])] for i in range(x.shape[0]))
+                    losses.extend([seen + i, n, m, tag, t_rows[i][k], ok_rows[i][k]] for i in range(x.shape[0]))
                 test_sum[n][m][0] += float(t.sum())
                 test_sum[n][m][1] += t.numel()
             taken = len(figure["images"])

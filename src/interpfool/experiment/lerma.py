@@ -32,11 +32,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
-from scipy.stats import spearmanr
 from torch import nn
 
 from interpfool import interpreters
 from interpfool.experiment.cli import BadInput
+from interpfool.metrics.spearman import spearman as metrics_spearman
 from interpfool.models import capture_inputs, feeding_cells, presoftmax_shift
 from interpfool.viz.heatmap_grid import save_heatmap_grid
 
@@ -50,14 +50,13 @@ SHIFT_DTYPES = {"float64": torch.float64, "model": None}
 # -- small measures ---------------------------------------------------------------------------------------
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
-    """Per-sample Spearman rank correlation of [B, ...] maps (average ranks for ties); NaN where a map is constant."""
-    a = a.detach().flatten(1).double().cpu().numpy()
-    b = b.detach().flatten(1).double().cpu().numpy()
-    out = np.full(a.shape[0], np.nan)
-    for i in range(a.shape[0]):
-        if np.ptp(a[i]) > 0 and np.ptp(b[i]) > 0:
-            out[i] = spearmanr(a[i], b[i]).statistic
-    return out
+    """Per-sample Spearman rank correlation of [B, ...] maps (``metrics.spearman``: average ranks for ties);
+    NaN where a map is constant (undefined, left out of the means and counted)."""
+    def varies(h: torch.Tensor) -> torch.Tensor:
+        flat = h.flatten(1)
+        return flat.amax(1) > flat.amin(1)
+    rho = metrics_spearman(a, b)
+    return torch.where(varies(a) & varies(b), rho, torch.full_like(rho, math.nan)).cpu().numpy()
 
 
 def mass_share(h: torch.Tensor, region: torch.Tensor) -> np.ndarray:

@@ -19,13 +19,9 @@ import torch
 from interpfool.fooling.penalties.base import Fooling
 
 
-def has_mass(h: torch.Tensor) -> torch.Tensor:
-    """[B, H, W] -> [B] bool: the map has positive mass, hence a centre."""
-    return torch.relu(h).flatten(1).sum(1) > 0
-
-
-def center_of_mass(h: torch.Tensor) -> torch.Tensor:
-    """[B, H, W] -> [B, 2] (row, column) centres of relu(h); geometric centre where relu(h) == 0."""
+def centre_and_mass(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[B, H, W] -> ([B, 2] (row, column) centres of relu(h), [B] bool: the map has positive mass).
+    A map without mass gets the geometric centre of the grid (and no NaN, value or gradient)."""
     rows, cols = h.shape[-2:]
     mass = torch.relu(h)
     total = mass.flatten(1).sum(1)
@@ -35,7 +31,12 @@ def center_of_mass(h: torch.Tensor) -> torch.Tensor:
     c = torch.arange(cols, dtype=h.dtype, device=h.device)
     centre = torch.stack([(mass.sum(2) * r).sum(1), (mass.sum(1) * c).sum(1)], 1) / safe[:, None]
     middle = torch.tensor([(rows - 1) / 2, (cols - 1) / 2], dtype=h.dtype, device=h.device)
-    return torch.where(has_mass[:, None], centre, middle)
+    return torch.where(has_mass[:, None], centre, middle), has_mass
+
+
+def center_of_mass(h: torch.Tensor) -> torch.Tensor:
+    """[B, H, W] -> [B, 2] (row, column) centres of relu(h); geometric centre where relu(h) == 0."""
+    return centre_and_mass(h)[0]
 
 
 class CenterMassFooling(Fooling):
@@ -49,9 +50,8 @@ class CenterMassFooling(Fooling):
     def _shift(h: torch.Tensor, h0: torch.Tensor | None) -> torch.Tensor:
         if h0 is None:
             raise ValueError("center-mass fooling needs theta0's maps h0")
-        both = (has_mass(h) & has_mass(h0))[:, None]
-        shift = center_of_mass(h) - center_of_mass(h0)
-        return torch.where(both, shift, torch.zeros_like(shift))   # an empty map has no centre to move
+        (c, live), (c0, live0) = centre_and_mass(h), centre_and_mass(h0)
+        return torch.where((live & live0)[:, None], c - c0, torch.zeros_like(c))   # empty: no centre to move
 
     def penalty(self, h: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
         return -self._shift(h, h0).abs().sum(1)                              # Heo eq. 5, maximised
