@@ -26,9 +26,16 @@ from interpfool.experiment.cli import BadInput
 from interpfool.experiment.evaluate import evaluate_aopc, fsr_row, matrix_markdown, noise_robustness
 from interpfool.experiment.loggers import finish_logger, log_summary, make_logger, wandb_run_dir
 from interpfool.experiment.original import cached_original_path
-from interpfool.experiment.pipeline import (Built, checked_build, eval_loaders, evaluate_and_report, interp_factory,
-                                            original_key)
+from interpfool.experiment.pipeline import (
+    Built,
+    checked_build,
+    eval_loaders,
+    evaluate_and_report,
+    interp_factory,
+    original_key,
+)
 from interpfool.metrics.robustness import SCALES
+from interpfool.models.builders import load_state_file
 from interpfool.viz.curves import save_aopc_curves, save_robustness_curves, save_transfer_matrix
 
 RUN_KEYS = ("model", "data", "fooling", "interp", "target", "seed", "original", "cache_dir")
@@ -79,20 +86,11 @@ def resolve_ckpt(ckpt: Any) -> tuple[Path, Path]:
 
 
 def load_state(net: torch.nn.Module, path: Path, what: str) -> torch.nn.Module:
-    """``net`` with the state dict at ``path``; a file that is no state dict or does not fit -> BadInput."""
+    """``net`` (eval mode) with the state dict at ``path``; not a state dict or not fitting -> BadInput."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a state dict"
-        raise BadInput(f"{what}={str(path)!r} is not a loadable state dict ({type(err).__name__})") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise BadInput(f"{what}={str(path)!r} holds a {type(state).__name__}, not a state dict of tensors")
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as err:
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        raise BadInput(f"{what}={str(path)!r} does not fit {type(net).__name__}: "
-                       f"{lines[1] if len(lines) > 1 else lines[0]}") from None
-    return net.eval()
+        return load_state_file(net, path, what).eval()
+    except ValueError as err:
+        raise BadInput(str(err)) from None
 
 
 def find_original(cfg: DictConfig, built: Built, fallback_cache: str | None,

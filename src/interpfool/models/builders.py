@@ -33,17 +33,24 @@ def _load_weights_file(net: nn.Module, path: str) -> None:
     if not file.is_file():
         raise FileNotFoundError(f"model.weights_path={path!r} does not exist; give a state-dict file "
                                 f"saved with torch.save(model.state_dict(), path)")
+    load_state_file(net, file, "model.weights_path", hint="; save one with torch.save(model.state_dict(), path)")
+
+
+def load_state_file(net: nn.Module, path: str | Path, what: str, hint: str = "") -> nn.Module:
+    """Load the state dict at ``path`` into ``net`` (``weights_only=True``; a Lightning checkpoint's
+    ``state_dict`` with ``model.`` prefixes is accepted). A file that is not a state dict of tensors or
+    does not fit: one-line ValueError naming ``what``=path (and ``hint``)."""
+    named = f"{what}={str(path)!r}"
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a state dict"
-        raise ValueError(f"model.weights_path={path!r} is not a loadable state dict "
-                         f"({type(err).__name__}); save one with torch.save(model.state_dict(), path)") from None
+        raise ValueError(f"{named} is not a loadable state dict ({type(err).__name__}){hint}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = {k.removeprefix("model."): v for k, v in state["state_dict"].items()}
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"model.weights_path={path!r} holds a {type(state).__name__}, not a state dict "
-                         f"of tensors; save one with torch.save(model.state_dict(), path)")
-    _load_state(net, state, f"model.weights_path={path!r}")
+        raise ValueError(f"{named} holds a {type(state).__name__}, not a state dict of tensors{hint}")
+    _load_state(net, state, named)
+    return net
 
 
 def _load_state(net: nn.Module, state: dict, what: str) -> None:
