@@ -75,8 +75,10 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def record(title: str, table: str, device: torch.device, notes: str = "", out: Path | None = None) -> None:
-    """Print the table and append it, with machine, date and command, to BENCHMARKS.md."""
+def record(title: str, table: str, device: torch.device, notes: str = "", out: Path | None = None,
+           print_only: bool = False) -> None:
+    """Print the table and append it, with machine, date and command, to BENCHMARKS.md (``print_only``:
+    the scripts' ``--no-record``, print and write nothing)."""
     script = Path(sys.argv[0]).resolve()
     command = "python " + " ".join([str(script.relative_to(ROOT)) if script.is_relative_to(ROOT) else str(script),
                                     *sys.argv[1:]])
@@ -86,6 +88,8 @@ def record(title: str, table: str, device: torch.device, notes: str = "", out: P
         block += f"- notes: {notes}\n"
     block += f"\n{table}\n"
     print(block)
+    if print_only:
+        return
     path = out or ROOT / "BENCHMARKS.md"
     if not path.exists():
         path.write_text("# Benchmarks\n\nEvery table is appended by a script in `bench/`, with its machine, date and command.\n")

@@ -74,10 +74,7 @@ def main() -> None:
                                     "CE peak mem (MiB)", "fooling peak mem (MiB)"], rows)
     notes = (f"batch {args.batch}, {args.size}x{args.size}, {args.steps} steps, amp={args.amp}, "
              f"channels_last={args.channels_last}, Location penalty")
-    if args.no_record:
-        print(table)
-    else:
-        _common.record("End-to-end fooling throughput and memory (c)", table, device, notes)
+    _common.record("End-to-end fooling throughput and memory (c)", table, device, notes, print_only=args.no_record)
 
 
 if __name__ == "__main__":

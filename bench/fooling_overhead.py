@@ -96,10 +96,7 @@ def main() -> None:
                                     "overhead (x)"], rows)
     notes = (f"batch {args.batch}, {args.size}x{args.size}, amp={args.amp}, channels_last={args.channels_last}, "
              f"median of {args.reps} interleaved repetitions")
-    if not args.no_record:
-        _common.record("Fooling-step overhead (a)", table, device, notes)
-    else:
-        print(table)
+    _common.record("Fooling-step overhead (a)", table, device, notes, print_only=args.no_record)
 
 
 if __name__ == "__main__":

@@ -109,10 +109,7 @@ def main() -> None:
     table = _common.markdown_table(["ours", "peer", "ours (img/s)", "peer (img/s)", "speed-up (x)",
                                     "max rel. deviation"], rows)
     notes = f"{args.model}, batch {args.batch}, {args.size}x{args.size}, float32, median of {args.reps}"
-    if args.no_record:
-        print(table)
-    else:
-        _common.record("Heatmap throughput vs peers (b)", table, device, notes)
+    _common.record("Heatmap throughput vs peers (b)", table, device, notes, print_only=args.no_record)
 
 
 if __name__ == "__main__":

@@ -44,11 +44,9 @@ def main() -> None:
         print(rows[-1], flush=True)
     table = _common.markdown_table(["interpreter", "options", f"seconds per {args.batch}x3x{args.size}x{args.size} batch"],
                                    rows)
-    if args.no_record:
-        print(table)
-    else:
-        _common.record("Heatmap time per batch, VGG19", table, device,
-                       f"random weights, predicted class, one call after a warm-up; path methods at {args.path_steps} steps")
+    _common.record("Heatmap time per batch, VGG19", table, device,
+                   f"random weights, predicted class, one call after a warm-up; path methods at {args.path_steps} steps",
+                   print_only=args.no_record)
 
 
 if __name__ == "__main__":

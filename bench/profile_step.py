@@ -104,12 +104,8 @@ def main() -> None:
     phase_table = _common.markdown_table(["phase (inclusive)", "CE step (ms)", "fooling step (ms)", "added (ms)"],
                                          phase_rows)
     text = phase_table + "\n\n" + table + "\n\n" + top_table
-    if args.no_record:
-        print(notes)
-        print(text)
-    else:
-        _common.record(f"Profile of one step: {args.model} {args.interp} {args.fooling} ({args.size}px)",
-                       text, device, notes)
+    _common.record(f"Profile of one step: {args.model} {args.interp} {args.fooling} ({args.size}px)",
+                   text, device, notes, print_only=args.no_record)
 
 
 if __name__ == "__main__":
