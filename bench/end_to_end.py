@@ -47,7 +47,7 @@ def main() -> None:
             x = torch.randn(args.batch, 3, args.size, args.size, device=device).contiguous(memory_format=fmt)
             y = torch.randint(0, 1000, (args.batch,), device=device)
 
-            def step(kind):
+            def step(kind, module=module, opt=opt, x=x, y=y):   # bound now: deleted after this model
                 opt.zero_grad(set_to_none=True)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp == "bf16"):
                     loss = module.objective(x, y)["loss"] if kind == "fool" else F.cross_entropy(module.net(x), y)

@@ -45,7 +45,8 @@ def main() -> None:
     table = _common.markdown_table(["interpreter", "options", f"seconds per {args.batch}x3x{args.size}x{args.size} batch"],
                                    rows)
     _common.record("Heatmap time per batch, VGG19", table, device,
-                   f"random weights, predicted class, one call after a warm-up; path methods at {args.path_steps} steps",
+                   "random weights, predicted class, one call after a warm-up; "
+                   f"path methods at {args.path_steps} steps",
                    print_only=args.no_record)
 
 

@@ -88,19 +88,21 @@ def main() -> None:
     phase_rows = [[ph, *[profiles[n][1].get(ph, 0.0) for n in profiles]] for ph in PHASES]
     phase_rows = [[*r, r[2] - r[1]] for r in phase_rows]
     totals = {name: sum(ms for _, ms in ev) for name, ev in results.items()}
+    added = totals["fooling step"] - totals["CE step"]
     rows = []
     for group in [*GROUPS, "other"]:
         per = {name: sum(ms for k, ms in ev if group_of(k) == group) for name, ev in results.items()}
         rows.append([group, per["CE step"], per["fooling step"], per["fooling step"] - per["CE step"],
-                     100 * (per["fooling step"] - per["CE step"]) / max(totals["fooling step"] - totals["CE step"], 1e-9)])
-    rows.append(["total", totals["CE step"], totals["fooling step"], totals["fooling step"] - totals["CE step"], 100.0])
+                     100 * (per["fooling step"] - per["CE step"]) / max(added, 1e-9)])
+    rows.append(["total", totals["CE step"], totals["fooling step"], added, 100.0])
     table = _common.markdown_table(["operators", "CE step (ms)", "fooling step (ms)", "added (ms)",
                                     "share of the added time (%)"], rows)
     top = sorted(results["fooling step"], key=lambda kv: -kv[1])[:args.top]
     top_table = _common.markdown_table(["fooling step: top operators by self time", "ms per step"],
                                        [[k, ms] for k, ms in top])
     notes = (f"{args.model}, {args.interp}, {args.fooling}, batch {args.batch}, {args.size}x{args.size}, "
-             f"profiler self time per step (mean of {args.steps}); ratio {totals['fooling step'] / totals['CE step']:.2f}x")
+             f"profiler self time per step (mean of {args.steps}); "
+             f"ratio {totals['fooling step'] / totals['CE step']:.2f}x")
     phase_table = _common.markdown_table(["phase (inclusive)", "CE step (ms)", "fooling step (ms)", "added (ms)"],
                                          phase_rows)
     text = phase_table + "\n\n" + table + "\n\n" + top_table
