@@ -312,15 +312,25 @@ def evaluate_and_report(cfg: DictConfig, run_dir: Path, built: Built, net0: nn.M
                            keep_maps=int(cfg.eval.figure_images), collage_batches=collages)
     fig = result.pop("figure")
     per_image = result.pop("per_image_test_loss")
-    figure_path = save_heatmap_grid(built.data.denormalize(fig["images"]), fig["maps"], run_dir / "heatmaps.png")
+    shown = built.data.denormalize(fig["images"])
+    figure_path = save_heatmap_grid(shown, fig["maps"], run_dir / "heatmaps.png")
+    torch.save({"images": shown, "labels": fig["labels"], "maps": fig["maps"]}, run_dir / "figure.pt")  # grid_summary
     losses_path = write_test_losses(per_image, run_dir / "test_losses.csv")
     report = {"model": cfg.model.name, "fooling_name": cfg.fooling.name, "interpreter": built.interp_name,
+              "seed": int(cfg.seed), "data": _data_name(cfg),
               "lam": float(cfg.fooling.lam), "lr": float(cfg.fooling.lr), "split": cfg.eval.split, **result,
               "paths": {"figure": str(figure_path), "test_losses": str(losses_path), "run_dir": str(run_dir)}}
     log_summary(logger, {prefix + k: v for k, v in summary_metrics(result).items()}, {prefix + "heatmaps": figure_path},
                 (prefix + "test_losses", CSV_COLUMNS, per_image),
                 histograms={prefix + k: v for k, v in loss_histograms(per_image).items()})
     return report
+
+
+def _data_name(cfg: DictConfig) -> str:
+    """The data set's name: ``data.name`` where the config has one, else from the data module's class
+    (``SyntheticDataModule`` -> ``synthetic``)."""
+    return str(cfg.data.get("name") or cfg.data.get("_target_", "?").rsplit(".", 1)[-1].removesuffix("DataModule")
+               .lower())
 
 
 def write_test_losses(rows: list[list], path: Path) -> Path:
