@@ -236,6 +236,7 @@ def test_config_builds_and_theta0_key_ignores_where_the_files_come_from(small, t
     assert original_key(compose_cfg(base + ["data.val_size=20"])) != key
     assert original_key(compose_cfg(base + ["data.train_size=30"])) != key
     assert original_key(compose_cfg(base + ["data.split_seed=1"])) != key
+    assert "root" in original_key(compose_cfg(["data=imagenet"]))["data"]   # an ImageNet root may hold a subset
     with pytest.raises(BadInput, match="apt-get install dataset-fashion-mnist"):
         checked_build(compose_cfg(base + [f"data.root={tmp_path / 'none'}", "data.download=false"]))
 
