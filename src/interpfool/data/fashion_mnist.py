@@ -58,9 +58,10 @@ SIDE = 28
 MEAN, STD = 0.2860, 0.3530                      # of the 60,000 training images, in [0, 1]
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 SPLITS = ("train", "val", "test")
+_ALL_FILES = ", ".join(name for pair in FILES.values() for name in pair)
 HOW_TO_GET = (f"on Debian/Ubuntu run apt-get install dataset-fashion-mnist (installs them in {DEBIAN_ROOT}), "
-              f"or set data.download=true where there is internet, or put {', '.join(n for p in FILES.values() for n in p)} "
-              f"(.gz or raw) in data.root or data.root/FashionMNIST/raw/")
+              f"or set data.download=true where there is internet, or put the four idx files ({_ALL_FILES}; "
+              f".gz or raw) in data.root or data.root/FashionMNIST/raw/")
 
 
 class FashionMNISTError(FileNotFoundError):
@@ -297,14 +298,14 @@ class FashionMNISTDataModule(L.LightningDataModule):
                 _download(self.root)
             except Exception as err:  # noqa: BLE001 - offline, unwritable root, server error
                 raise FashionMNISTError(
-                    f"data=fashion_mnist: {', '.join(missing)} missing in data.root={self.shown_root} and the download "
-                    f"into {self.root / 'FashionMNIST' / 'raw'} failed ({type(err).__name__}: "
+                    f"data=fashion_mnist: {len(missing)} idx file(s) missing in data.root={self.shown_root} and "
+                    f"the download into {self.root / 'FashionMNIST' / 'raw'} failed ({type(err).__name__}: "
                     f"{' '.join(str(err).split())[:100]}); {HOW_TO_GET}") from None
             missing = self._missing()
         if missing:
-            raise FashionMNISTError(f"data=fashion_mnist: {', '.join(missing)} (.gz or raw) not found in "
-                                    f"data.root={self.shown_root} nor in its FashionMNIST/raw/ and data.download="
-                                    f"{str(self.download).lower()}; {HOW_TO_GET}")
+            what = "no Fashion-MNIST idx file" if len(missing) == 4 else f"{', '.join(missing)} (.gz or raw) not"
+            raise FashionMNISTError(f"data=fashion_mnist: {what} found in data.root={self.shown_root} nor in its "
+                                    f"FashionMNIST/raw/ and data.download={str(self.download).lower()}; {HOW_TO_GET}")
 
     def _official(self, part: str) -> tuple[torch.Tensor, torch.Tensor]:
         return load_split(self.root, part, self.shown_root)
