@@ -1,5 +1,5 @@
-"""data=cifar10 / fashion_mnist through torchvision: offline gives one line saying where the files go; files in
-place load (Fashion-MNIST as 3 channels)."""
+"""data=cifar10 through torchvision: offline gives one line saying where the files go; files in place load.
+(Fashion-MNIST has its own idx reader: tests/data/test_fashion_mnist.py.)"""
 from __future__ import annotations
 
 import pickle
@@ -8,7 +8,6 @@ import urllib.request
 
 import numpy as np
 import pytest
-import torch
 
 from interpfool.data import TorchvisionDataModule
 from interpfool.experiment.cli import BadInput
@@ -22,7 +21,7 @@ def offline(monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
 
 
-@pytest.mark.parametrize("name, where", [("cifar10", "cifar-10-batches-py/"), ("fashion_mnist", "FashionMNIST/raw/")])
+@pytest.mark.parametrize("name, where", [("cifar10", "cifar-10-batches-py/")])
 def test_offline_download_fails_with_one_line_saying_where_the_files_go(compose_cfg, tmp_path, offline, name, where):
     cfg = compose_cfg([f"data={name}", f"data.root={tmp_path}", "model.width=4"])
     with pytest.raises(BadInput) as err:
@@ -38,27 +37,9 @@ def test_no_download_and_no_files(compose_cfg, tmp_path):
         checked_build(cfg)
 
 
-def _idx(path, array, magic):
-    with open(path, "wb") as f:
-        f.write(magic.to_bytes(4, "big"))
-        for dim in array.shape:
-            f.write(int(dim).to_bytes(4, "big"))
-        f.write(array.astype(np.uint8).tobytes())
-
-
-def test_fashion_mnist_files_in_place_load_as_three_channels(tmp_path):
-    raw = tmp_path / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 6), ("t10k", 4)):
-        _idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), 2051)
-        _idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, (n,)), 2049)
-    dm = TorchvisionDataModule(name="fashion_mnist", root=str(tmp_path), download=False, batch_size=3, num_workers=0)
-    x, y = next(iter(dm.train_dataloader()))
-    assert x.shape == (3, 3, 28, 28) and torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 1], x[:, 2])
-    assert len(dm.dataset("val")) == 4
-    big = TorchvisionDataModule(name="fashion_mnist", root=str(tmp_path), download=False, image_size=32, num_workers=0)
-    assert big.dataset("train")[0][0].shape == (3, 32, 32)
+def test_fashion_mnist_is_no_longer_a_torchvision_set():
+    with pytest.raises(ValueError, match="allowed: cifar10"):
+        TorchvisionDataModule(name="fashion_mnist")
 
 
 def test_cifar10_files_in_place_load(tmp_path, monkeypatch):

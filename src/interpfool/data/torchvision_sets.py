@@ -1,10 +1,10 @@
-"""CIFAR-10 and Fashion-MNIST through torchvision (DESIGN.md 2.5), for users who can download.
+"""CIFAR-10 through torchvision (DESIGN.md 2.5), for users who can download.
 
-``data=cifar10`` / ``data=fashion_mnist``: torchvision downloads the files into ``data.root`` when
-``data.download=true`` and they are missing. Offline (or with ``download=false`` and no files) the build
-stops with one line saying which files to put where. Splits: ``train`` (the official training set) and
-``val`` (the official test set; there is no separate test split). Fashion-MNIST's 1-channel images are
-repeated to 3 channels so every model takes them. Batches are ``(x, y)``.
+``data=cifar10``: torchvision downloads the files into ``data.root`` when ``data.download=true`` and they are
+missing. Offline (or with ``download=false`` and no files) the build stops with one line saying which files to
+put where. Splits: ``train`` (the official training set) and ``val`` (the official test set; there is no separate
+test split). Batches are ``(x, y)``. Fashion-MNIST has its own module (``fashion_mnist.py``: the idx files, read
+offline from Debian's ``dataset-fashion-mnist`` or downloaded, with a val split and object masks).
 """
 from __future__ import annotations
 
@@ -21,16 +21,12 @@ SETS = {
     "cifar10": ("CIFAR10", "CIFAR-10", 32, 3, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
                 "{root}/cifar-10-batches-py/ (the extracted cifar-10-python.tar.gz)",
                 "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
-    "fashion_mnist": ("FashionMNIST", "Fashion-MNIST", 28, 1, (0.2860,) * 3, (0.3530,) * 3,
-                      "{root}/FashionMNIST/raw/ (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
-                      "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, .gz or extracted)",
-                      "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"),
 }
 SPLITS = ("train", "val")
 
 
 class TorchvisionDataModule(SplitLoaders, L.LightningDataModule):
-    """``name``: cifar10 | fashion_mnist. ``image_size``: resize to this side (default: native 32 / 28)."""
+    """``name``: cifar10. ``image_size``: resize to this side (default: native 32)."""
 
     splits = SPLITS
 
@@ -76,8 +72,6 @@ class TorchvisionDataModule(SplitLoaders, L.LightningDataModule):
         from torchvision import transforms as T
 
         steps = []
-        if self.channels == 1:
-            steps.append(T.Grayscale(num_output_channels=3))
         if split == "train" and self.flip:
             steps.append(T.RandomHorizontalFlip())
         steps += [T.Resize(self.image_size), T.ToTensor(), T.Normalize(self.mean, self.std)]

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import lightning as L
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -138,13 +138,22 @@ def eval_loaders(data: Any, split: str, fooling: Fooling) -> tuple[Any, Any]:
     return loader, (data.collage_dataloader("val") if fooling.classes else None)
 
 
+def _data_key_ignores(target: Any) -> tuple[str, ...]:
+    """Keys a data module declares as loading-only (``original_key_ignores``: where the files come from, not which
+    images), e.g. Fashion-MNIST's root and download: the same official files wherever they are read from."""
+    try:
+        return tuple(getattr(get_class(str(target)), "original_key_ignores", ()))
+    except Exception:  # noqa: BLE001 - no or unknown _target_: ignore nothing
+        return ()
+
+
 def original_key(cfg: DictConfig) -> dict:
     """The config that determines theta0's weights (and nothing else)."""
     model = OmegaConf.to_container(cfg.model, resolve=True)
     model.pop("target_layer", None)
     data = OmegaConf.to_container(cfg.data, resolve=True)
     for k in ("batch_size", "eval_batch_size", "num_workers", "collage_train_size", "collage_val_size", "c1", "c2",
-              "cache_dir", "check_images"):
+              "cache_dir", "check_images", *_data_key_ignores(data.get("_target_"))):
         data.pop(k, None)
     return {"model": model, "data": data, "original": OmegaConf.to_container(cfg.original, resolve=True),
             "seed": cfg.seed}
