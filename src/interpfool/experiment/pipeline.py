@@ -33,6 +33,7 @@ from interpfool.experiment.loggers import finish_logger, log_summary, make_logge
 from interpfool.experiment.original import ClassifierModule, atomic_save, cached_original_path
 from interpfool.fooling.module import FoolingModule
 from interpfool.fooling.penalties.base import Fooling
+from interpfool.models.determinism import apply_backends, deterministic_pooling
 from interpfool.viz.heatmap_grid import save_heatmap_grid
 
 TARGETS = ("label", "pred")
@@ -93,7 +94,8 @@ def build_all(cfg: DictConfig) -> Built:
     splits = getattr(data, "splits", SPLITS)          # ImageNet / torchvision sets: train, val
     if cfg.eval.split not in splits:
         raise ValueError(f"eval.split={cfg.eval.split!r} with this data; allowed: {', '.join(splits)}")
-    net = instantiate(cfg.model)
+    net = deterministic_pooling(instantiate(cfg.model))   # adaptive pools with an integer ratio: avg_pool2d
+    apply_backends(**backend_flags(cfg))
     make_interp = interp_factory(cfg.interp)
     interp_name = make_interp(net=net).name          # also checks layer= and score= on this model
     fooling = instantiate(cfg.fooling.penalty)
@@ -105,6 +107,22 @@ def build_all(cfg: DictConfig) -> Built:
     for make in eval_interps.values():
         make(net=net)
     return Built(data, net, make_interp, interp_name, fooling, eval_interps)
+
+
+BACKEND_FLAGS = ("allow_tf32", "cudnn_benchmark")
+
+
+def backend_flags(cfg: DictConfig) -> dict[str, bool]:
+    """``backends``: TF32 and cuDNN autotuning (GPU only; both off by default, see ``models.determinism``)."""
+    given = OmegaConf.to_container(cfg.get("backends") or {}, resolve=True)
+    flags = {k: False for k in BACKEND_FLAGS}
+    for key, value in given.items():
+        if key not in flags:
+            raise ValueError(f"backends.{key}={value!r}; allowed: keys {', '.join(BACKEND_FLAGS)}")
+        if not isinstance(value, bool):
+            raise ValueError(f"backends.{key}={value!r}; allowed: true, false")
+        flags[key] = value
+    return flags
 
 
 def check_collage_data(data: Any, fooling: Fooling) -> None:
