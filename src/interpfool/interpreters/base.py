@@ -65,7 +65,9 @@ def _check_indices(index: torch.Tensor, batch: int, classes: int, what: str) -> 
     if index.shape != (batch,):
         raise ValueError(f"{what} tensor of shape {tuple(index.shape)}; allowed: [{batch}] or a scalar")
     bad = (index < 0) | (index >= classes)
-    if bool(bad.any()):
+    if index.device.type != "cpu":       # checked on the device: no host sync in a training step
+        torch._assert_async(~bad.any(), f"{what} class(es) outside [0, {classes - 1}]")
+    elif bool(bad.any()):
         raise ValueError(f"{what} class(es) {index[bad].tolist()} outside [0, {classes - 1}]")
     return index
 
@@ -105,10 +107,13 @@ def normalize_map(h: torch.Tensor, how: str) -> torch.Tensor:
     raise ValueError(f"unknown normalize {how!r}; allowed: {', '.join(NORMALIZATIONS)}")
 
 
-def zero_map_share(h: torch.Tensor) -> float:
+def zero_map_share(h: torch.Tensor) -> torch.Tensor:
     """Share of maps in the batch that are exactly zero everywhere (DESIGN.md 4: a random model with
-    the true label can give all-zero Grad-CAM maps and zero gradients, silently)."""
-    return float((h.flatten(1).abs().amax(1) == 0).float().mean()) if h.numel() else 0.0
+    the true label can give all-zero Grad-CAM maps and zero gradients, silently). A 0-dim float tensor on
+    h's device (logging it reads it only when the logger flushes; ``float()`` it for a number)."""
+    if not h.numel():
+        return torch.zeros((), device=h.device)
+    return (h.detach().flatten(1).abs().amax(1) == 0).float().mean()
 
 
 class Interpreter:
