@@ -158,6 +158,9 @@ class Interpreter:
         normalize = self.default_normalize if normalize is None else normalize
         if normalize not in NORMALIZATIONS:
             raise ValueError(f"unknown normalize {normalize!r}; allowed: {', '.join(NORMALIZATIONS)}")
+        # torch.compile's wrapper: aot_autograd refuses the double backward of create_graph=True maps, and the
+        # wrapper names its modules `_orig_mod.<name>`; explain the original module (same parameters), eagerly
+        net = getattr(net, "_orig_mod", net)
         self.net = net
         self.layer = layer or getattr(net, "target_layer", None)
         if self.uses_layer:

@@ -42,7 +42,7 @@ class _LRPBase(Interpreter):
         super().__init__(net, layer=layer, score=score, normalize=normalize)
         self.composite = get_composite(composite, maxpool=maxpool, avgpool=avgpool, add=add, bn_first=bn_first,
                                        epsilon=epsilon, stabilizer=stabilizer)
-        self.adapter = build_adapter(net)
+        self.adapter = build_adapter(self.net)     # the original module of a torch.compile wrapper
         if self.uses_layer:
             self.adapter.check_layer(self.layer)
 
