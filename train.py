@@ -12,6 +12,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from interpfool.experiment.cli import fail, guarded, preflight
+from interpfool.experiment.distributed import external_launch_argv, job_argv
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
@@ -27,10 +28,18 @@ def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     # Each multirun job is its own W&B run, grouped by sweep (unless logger.group is set).
     group = "sweep-" + "-".join(Path(hydra_cfg.sweep.dir).parts[-2:]) if hydra_cfg.mode == RunMode.MULTIRUN else None
-    report = guarded(run, cfg, Path(hydra_cfg.runtime.output_dir), group=group)
-    return report["fsr"][report["interpreter"]]["theta_star"]
+    argv, sys.argv[1:] = sys.argv[1:], job_argv(sys.argv[1:])    # DDP children re-run this job, not the sweep
+    try:
+        report = guarded(run, cfg, Path(hydra_cfg.runtime.output_dir), group=group)
+    finally:
+        sys.argv[1:] = argv
+    return None if report is None else report["fsr"][report["interpreter"]]["theta_star"]   # None: DDP rank > 0
 
 
 if __name__ == "__main__":
+    try:
+        sys.argv[1:] = external_launch_argv(sys.argv[1:])   # torchrun / SLURM ranks: one shared run folder
+    except ValueError as err:
+        fail(str(err))
     preflight("config", sys.argv[1:])
     main()

@@ -145,10 +145,11 @@ def test_original_map_cache_decides_on_the_host_before_the_batch_moves():
     y, mask = torch.tensor([0, 3, 1, 4]), torch.zeros(4, 32, 32, dtype=torch.bool)
     first = module.on_before_batch_transfer([x, y, mask, torch.tensor([0, 1, 2, 3])], 0)
     second = module.on_before_batch_transfer([x, y, mask, torch.tensor([2, 3, 4, 5])], 0)
-    assert first[4].tolist() == [True] * 4 and first[5] is True
-    assert second[4].tolist() == [False, False, True, True] and second[5] is True
+    # batch positions of the new images (an integer index: the step needs no boolean-mask indexing)
+    assert first[4].tolist() == [0, 1, 2, 3] and first[5] is True
+    assert second[4].tolist() == [2, 3] and second[5] is True
     again = module.on_before_batch_transfer([x, y, mask, torch.tensor([0, 1, 2, 3])], 0)
-    assert again[4].tolist() == [False] * 4 and again[5] is False
+    assert again[4].tolist() == [] and again[5] is False
     assert len(module.on_before_batch_transfer([x, y, mask], 0)) == 3
     calls = []
     forward = module.interp0.forward
@@ -156,3 +157,29 @@ def test_original_map_cache_decides_on_the_host_before_the_batch_moves():
     h_first = module.original_maps(x, y, first[3], (first[4], first[5]))
     h_again = module.original_maps(x, y, again[3], (again[4], again[5]))
     assert calls == [4] and torch.equal(h_first, h_again)       # the second read computed nothing
+
+
+def test_checkpoints_leave_out_theta0_and_resume_with_it(tmp_path):
+    """theta0 is frozen and reproducible from its cache: checkpoints hold theta* only, and loading one restores
+    theta* while theta0 stays the module's own."""
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from interpfool.fooling import LocationFooling
+
+    torch.manual_seed(0)
+    net = models.build("small_vgg", num_classes=3, width=4, hidden=8)
+    module = FoolingModule(net, functools.partial(interpreters.REGISTRY["gradcam"]), LocationFooling(), lr=1e-2,
+                           target="pred")
+    trainer = L.Trainer(max_steps=2, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        inference_mode=False, limit_val_batches=0, default_root_dir=str(tmp_path))
+    trainer.fit(module, DataLoader(TensorDataset(torch.randn(8, 3, 32, 32), torch.randint(0, 3, (8,))), batch_size=4))
+    trainer.save_checkpoint(tmp_path / "x.ckpt")
+    state = torch.load(tmp_path / "x.ckpt", weights_only=False)["state_dict"]
+    assert state and not any(k.startswith("net0.") for k in state)
+    fresh = FoolingModule(models.build("small_vgg", num_classes=3, width=4, hidden=8),
+                          functools.partial(interpreters.REGISTRY["gradcam"]), LocationFooling(), target="pred")
+    theta0 = {k: v.clone() for k, v in fresh.net0.state_dict().items()}
+    fresh.load_state_dict(state)
+    assert all(torch.equal(fresh.net.state_dict()[k], v) for k, v in module.net.state_dict().items())
+    assert all(torch.equal(fresh.net0.state_dict()[k], v) for k, v in theta0.items())

@@ -11,14 +11,27 @@ class NonFiniteLoss(RuntimeError):
 
 class StopOnNonFiniteLoss(L.Callback):
     """Raises before the backward of a NaN/Inf loss, so no optimizer step uses it and no checkpoint
-    with such weights is written; the last good checkpoint stays. ``every`` > 1 checks less often
-    (each check synchronises the device)."""
+    with such weights is written; the last good checkpoint stays. ``every`` > 1 checks less often.
+
+    Under DDP the decision is all-reduced (max of the per-rank "non-finite" flags), so a NaN on one rank
+    stops every rank at the same step: each raises, none is left waiting in the next gradient all-reduce.
+    A check costs one host read of a one-element flag (and one all-reduce of it under DDP); the flag is
+    built on the device, so nothing else in the step waits for it."""
 
     def __init__(self, every: int = 1, checkpoint_dir: str | None = None):
         self.every, self.checkpoint_dir = every, checkpoint_dir
 
     def on_before_backward(self, trainer, pl_module, loss: torch.Tensor) -> None:
-        if self.every and trainer.global_step % self.every == 0 and not bool(torch.isfinite(loss)):
+        if not self.every or trainer.global_step % self.every:
+            return
+        bad = (~torch.isfinite(loss.detach())).to(torch.float32).reshape(())
+        if trainer.world_size > 1:
+            bad = trainer.strategy.reduce(bad, reduce_op="max")
+        if bool(bad):
+            value = float(loss)
             where = f"; last good checkpoint: {self.checkpoint_dir}/last.ckpt" if self.checkpoint_dir else ""
-            raise NonFiniteLoss(f"loss is {float(loss)} at step {trainer.global_step}; training stopped before "
+            what = f"loss is {value}" if not torch.isfinite(torch.tensor(value)) else \
+                f"loss is non-finite on another rank (here {value})"
+            rank = f" (rank {trainer.global_rank})" if trainer.world_size > 1 else ""
+            raise NonFiniteLoss(f"{what} at step {trainer.global_step}{rank}; training stopped before "
                                 f"this step changed the weights{where}")

@@ -23,6 +23,7 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from interpfool.experiment.cli import BadInput
+from interpfool.experiment.distributed import eval_device
 from interpfool.experiment.evaluate import evaluate_aopc, fsr_row, matrix_markdown, noise_robustness
 from interpfool.experiment.loggers import finish_logger, log_summary, make_logger, wandb_run_dir
 from interpfool.experiment.original import cached_original_path
@@ -152,7 +153,8 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt: Any, out_dir: Path, argv: list[st
     net0, original_path = find_original(ccfg, built, cfg.get("cache_dir"), saved)
     net = load_state(copy.deepcopy(net0), weights, "ckpt")
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = evaluate_and_report(ccfg, out_dir, built, net0, net, logger, prefix)
+    device = eval_device(ccfg)           # trainer.accelerator of the run (command-line overrides apply)
+    report = evaluate_and_report(ccfg, out_dir, built, net0, net, logger, prefix, device=device)
     report.update({"ckpt": str(weights), "original_ckpt": original_path})
     images = {}
     title = f"{ccfg.model.name}, {ccfg.fooling.name} fooling through {built.interp_name}"
@@ -162,7 +164,7 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt: Any, out_dir: Path, argv: list[st
         make = _factory(built, aopc_cfg.interpreter or built.interp_name, "eval.aopc.interpreter")
         report["aopc"] = evaluate_aopc(net0, net, loader, make, ccfg.target, cell=aopc_cfg.cell, steps=aopc_cfg.steps,
                                        noise_std=float(aopc_cfg.noise_std), seed=aopc_cfg.seed,
-                                       images=aopc_cfg.images, chunk=aopc_cfg.chunk)
+                                       images=aopc_cfg.images, chunk=aopc_cfg.chunk, device=device)
         report["aopc"]["interpreter"] = aopc_cfg.interpreter or built.interp_name
         images["aopc"] = save_aopc_curves(report["aopc"], out_dir / "aopc.png",
                                           f"{title}; orders from {report['aopc']['interpreter']}")
@@ -173,7 +175,7 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt: Any, out_dir: Path, argv: list[st
         report["robustness"] = noise_robustness(net0, net, loader,
                                                 {n: _factory(built, n, "eval.robustness.interpreters") for n in names},
                                                 built.fooling, list(rob_cfg.sigmas), rob_cfg.trials, rob_cfg.seed,
-                                                rob_cfg.scale, ccfg.target, collage_batches=collages)
+                                                rob_cfg.scale, ccfg.target, device=device, collage_batches=collages)
         images["robustness"] = save_robustness_curves(report["robustness"], out_dir / "robustness.png", title)
         report["paths"]["robustness"] = str(images["robustness"])
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))

@@ -25,6 +25,9 @@ from interpfool.metrics.aopc import cell_grid, cell_relevance, perturbation_orde
 from interpfool.metrics.robustness import perturb_parameters
 
 MODELS = ("theta0", "theta_star")
+# Evaluation runs on one process (global rank 0 under DDP, while the others are done): metrics must not
+# all-gather over the training's process group, which the other ranks no longer serve.
+LOCAL = {"sync_on_compute": False}
 CSV_COLUMNS = ["image", "interpreter", "model", "class", "test_loss", "success"]
 
 
@@ -51,13 +54,13 @@ def evaluate_pair(net0: nn.Module, net: nn.Module, batches: Iterable, interprete
         raise ValueError(f"{fooling.name} fooling is evaluated on collages: pass collage_batches")
     net0, net = net0.to(device).eval(), net.to(device).eval()
     classes = _num_classes(net)
-    acc = {m: {k: MulticlassAccuracy(classes, top_k=min(k, classes), average="micro").to(device) for k in (1, 5)}
+    acc = {m: {k: MulticlassAccuracy(classes, top_k=min(k, classes), average="micro", **LOCAL).to(device) for k in (1, 5)}
            for m in MODELS}
     built = {name: {"theta0": make(net=net0), "theta_star": make(net=net)} for name, make in interpreters.items()}
     tags = class_tags(fooling)
-    fsr = {n: {m: [FoolingSuccessRate().to(device) for _ in tags] for m in MODELS} for n in built}
-    loc = {n: {m: Localisation().to(device) for m in MODELS} for n in built}
-    point = {n: {m: PointingGame().to(device) for m in MODELS} for n in built}
+    fsr = {n: {m: [FoolingSuccessRate(**LOCAL).to(device) for _ in tags] for m in MODELS} for n in built}
+    loc = {n: {m: Localisation(**LOCAL).to(device) for m in MODELS} for n in built}
+    point = {n: {m: PointingGame(**LOCAL).to(device) for m in MODELS} for n in built}
     losses, test_sum = [], {n: {m: [0.0, 0] for m in MODELS} for n in built}
     zero = {n: {m: [0, 0] for m in MODELS} for n in built}
     figure: dict = {"images": [], "labels": [], "maps": {}}
@@ -184,7 +187,7 @@ def evaluate_aopc(net0: nn.Module, net: nn.Module, batches: Iterable, interp: Ca
     """
     models = {"theta0": net0.to(device).eval(), "theta_star": net.to(device).eval()}
     explainers = {m: interp(net=model) for m, model in models.items()}
-    curves = {m: {o: AOPC(steps).to(device) for o in AOPC_ORDERS} for m in models}
+    curves = {m: {o: AOPC(steps, **LOCAL).to(device) for o in AOPC_ORDERS} for m in models}
     seen = 0
     for batch in batches:
         if seen >= images:

@@ -31,6 +31,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lightning_utilities.core.apply_func import apply_to_collection
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -293,6 +294,7 @@ def _settings(cfg: DictConfig) -> dict:
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     """The job: build and check, get the model, manipulate it, measure, write report.json and the figures."""
+    from interpfool.experiment.distributed import eval_device
     from interpfool.experiment.pipeline import checked_build, obtain_original
 
     built = checked_build(cfg)
@@ -318,7 +320,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         net, info = built.net, {"status": "random", "seed": cfg.seed}
     else:
         net, info = obtain_original(cfg, built, cfg.trainer.get("accelerator", "cpu"))
-    net.eval()
+    device = eval_device(cfg)              # trainer.accelerator: the maps are computed where training would run
+    net.eval().to(device)
+    x_host, x, y = x, x.to(device), y.to(device)
     shifted = presoftmax_shift(net, probe.presoftmax_k, probe.presoftmax_position, dtype=probe.presoftmax_dtype)
     with torch.no_grad():
         accuracy = float((net(x).argmax(1) == y).float().mean())
@@ -327,7 +331,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
                      interp_kwargs=s["interp_kwargs"], corner_threshold=s["corner_threshold"],
                      float64_post=bool(s["float64_post"]),
                      keep_maps=s["figure_images"])
-    figures, classes = report.pop("_figures", {}), report.pop("_classes", [])
+    report["device"] = str(device)
+    figures = apply_to_collection(report.pop("_figures", {}), torch.Tensor, lambda t: t.detach().cpu())
+    classes, x = report.pop("_classes", []), x_host
     paths = {}
     images = built.data.denormalize(x[:s["figure_images"]])
     for name, columns in figures.items():

@@ -12,6 +12,8 @@ from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 
+from interpfool.experiment.distributed import is_rank_zero
+
 LOGGER_KINDS = ("wandb", "csv", "none")
 WANDB_MODES = ("offline", "online", "disabled")
 
@@ -27,10 +29,12 @@ def make_logger(cfg: Any, run_dir: Path, run_name: str, config: dict, group: str
     mode = cfg.get("mode", "offline")
     if mode not in WANDB_MODES:
         raise ValueError(f"logger.mode={mode!r}; allowed: {', '.join(WANDB_MODES)}")
+    rank_zero = is_rank_zero()            # ranks > 0 get Lightning's dummy experiment: no W&B files of theirs
     for var, sub in (("WANDB_DIR", ""), ("WANDB_CACHE_DIR", "wandb_cache"), ("WANDB_CONFIG_DIR", "wandb_config"),
                      ("WANDB_DATA_DIR", "wandb_data"), ("WANDB_ARTIFACT_DIR", "wandb_artifacts")):
         path = run_dir / sub
-        path.mkdir(parents=True, exist_ok=True)
+        if rank_zero:
+            path.mkdir(parents=True, exist_ok=True)
         os.environ[var] = str(path)
     os.environ["WANDB_MODE"] = mode
     os.environ.setdefault("WANDB_SILENT", "true")
@@ -42,9 +46,16 @@ def make_logger(cfg: Any, run_dir: Path, run_name: str, config: dict, group: str
 
 def wandb_run_dir(logger: Logger | None) -> str | None:
     """The folder of the W&B run (offline-run-...), or None."""
-    if isinstance(logger, WandbLogger):
+    if isinstance(logger, WandbLogger) and _real_run(logger):
         return str(Path(logger.experiment.dir).parent)
     return None
+
+
+def _real_run(logger: WandbLogger) -> bool:
+    """False on DDP ranks > 0, where Lightning hands out a dummy experiment (no ``dir``, no ``summary``)."""
+    from lightning.pytorch.loggers.logger import DummyExperiment
+
+    return not isinstance(logger.experiment, DummyExperiment)
 
 
 def log_summary(logger: Logger | None, metrics: dict[str, float], images: dict[str, Path] | None = None,
@@ -54,7 +65,7 @@ def log_summary(logger: Logger | None, metrics: dict[str, float], images: dict[s
     if logger is None:
         return
     logger.log_metrics(metrics)
-    if isinstance(logger, WandbLogger):
+    if isinstance(logger, WandbLogger) and _real_run(logger):
         for key, path in (images or {}).items():
             logger.log_image(key=key, images=[str(path)])
         if table:

@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from interpfool import interpreters
+from interpfool.experiment import distributed as dist_env
 from interpfool.experiment.callbacks import StopOnNonFiniteLoss
 from interpfool.experiment.cli import BadInput
 from interpfool.experiment.evaluate import CSV_COLUMNS, evaluate_pair
@@ -32,6 +33,7 @@ from interpfool.experiment.loggers import finish_logger, log_summary, make_logge
 from interpfool.experiment.original import ClassifierModule, atomic_save, cached_original_path
 from interpfool.fooling.module import FoolingModule
 from interpfool.fooling.penalties.base import Fooling
+from interpfool.models.determinism import apply_backends, deterministic_pooling
 from interpfool.viz.heatmap_grid import save_heatmap_grid
 
 TARGETS = ("label", "pred")
@@ -92,7 +94,8 @@ def build_all(cfg: DictConfig) -> Built:
     splits = getattr(data, "splits", SPLITS)          # ImageNet / torchvision sets: train, val
     if cfg.eval.split not in splits:
         raise ValueError(f"eval.split={cfg.eval.split!r} with this data; allowed: {', '.join(splits)}")
-    net = instantiate(cfg.model)
+    net = deterministic_pooling(instantiate(cfg.model))   # adaptive pools with an integer ratio: avg_pool2d
+    apply_backends(**backend_flags(cfg))
     make_interp = interp_factory(cfg.interp)
     interp_name = make_interp(net=net).name          # also checks layer= and score= on this model
     fooling = instantiate(cfg.fooling.penalty)
@@ -104,6 +107,22 @@ def build_all(cfg: DictConfig) -> Built:
     for make in eval_interps.values():
         make(net=net)
     return Built(data, net, make_interp, interp_name, fooling, eval_interps)
+
+
+BACKEND_FLAGS = ("allow_tf32", "cudnn_benchmark")
+
+
+def backend_flags(cfg: DictConfig) -> dict[str, bool]:
+    """``backends``: TF32 and cuDNN autotuning (GPU only; both off by default, see ``models.determinism``)."""
+    given = OmegaConf.to_container(cfg.get("backends") or {}, resolve=True)
+    flags = {k: False for k in BACKEND_FLAGS}
+    for key, value in given.items():
+        if key not in flags:
+            raise ValueError(f"backends.{key}={value!r}; allowed: keys {', '.join(BACKEND_FLAGS)}")
+        if not isinstance(value, bool):
+            raise ValueError(f"backends.{key}={value!r}; allowed: true, false")
+        flags[key] = value
+    return flags
 
 
 def check_collage_data(data: Any, fooling: Fooling) -> None:
@@ -165,6 +184,10 @@ def obtain_original(cfg: DictConfig, built: Built, accelerator: str) -> tuple[nn
     if cfg.model.get("pretrained") or cfg.model.get("weights_path"):
         return net, {"status": "given", "source": cfg.model.get("weights_path") or "torchvision"}
     path = cached_original_path(cfg.cache_dir, original_key(cfg))
+    if not path.is_file() and not dist_env.is_rank_zero():
+        # torchrun / SLURM start every rank at once: rank 0 trains and caches theta0, the others load it
+        print(f"original model: rank {dist_env.global_rank()} waits for rank 0 to train {path}")
+        dist_env.wait_for_file(path, "the original model (theta0)")
     if path.is_file():
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         print(f"original model: reusing cached {path}")
@@ -200,6 +223,10 @@ def resolve_ckpt(ckpt_path: str | None, run_dir: Path) -> str | None:
     """``None`` (fresh run; the folder must not already hold one), ``last`` (this folder's last
     checkpoint) or a checkpoint file."""
     last = run_dir / "checkpoints" / "last.ckpt"
+    if ckpt_path in (None, "", "null") and dist_env.slurm_requeued() and last.is_file():
+        print(f"SLURM requeued this job (SLURM_RESTART_COUNT={dist_env.os.environ['SLURM_RESTART_COUNT']}): "
+              f"resuming {last}")
+        return str(last)
     if ckpt_path in (None, "", "null"):
         for existing in (run_dir / "report.json", last):
             if existing.exists():
@@ -250,14 +277,16 @@ def load_selected(module: FoolingModule, best: ModelCheckpoint, trainer: L.Train
     if not path:
         raise RuntimeError("select.weights=best: no validation ran, so there is no best checkpoint; "
                            "lower trainer.val_check_interval below trainer.max_steps")
-    state = torch.load(path, map_location=module.device, weights_only=False)
+    state = torch.load(path, map_location=trainer.strategy.root_device, weights_only=False)
     module.load_state_dict(state["state_dict"])
     score = best.best_model_score
     return {"weights": "best", "step": int(state["global_step"]), "path": path,
             "val_select_score": None if score is None else float(score)}
 
 
-def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict:
+def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict | None:
+    """The whole job. Under DDP every rank trains; only global rank 0 evaluates and writes the run files
+    (config.yaml, fooled.pt, report.json, figures, CSVs); the other ranks return None."""
     built = checked_build(cfg)
     run_dir = Path(run_dir)
     ckpt = resolve_ckpt(cfg.get("ckpt_path"), run_dir)
@@ -273,6 +302,8 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict:
                            original_cache=original_cache_size(cfg, built))
     run_name = f"{cfg.model.name}-{cfg.fooling.name}-{built.interp_name}"
     logger = make_logger(cfg.logger, run_dir, run_name, OmegaConf.to_container(cfg, resolve=True), group=group)
+    launcher_env = dist_env.launcher_env()
+    report, wandb_dir = None, None
     try:
         ckpt_dir = run_dir / "checkpoints"
         callbacks = [RichProgressBar(), StopOnNonFiniteLoss(int(cfg.get("nan_check_every", 1)), str(ckpt_dir)),
@@ -287,7 +318,9 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict:
                             num_sanity_val_steps=0, default_root_dir=str(run_dir), enable_model_summary=False,
                             # the synthetic train loader shards itself across ranks and resumes mid-epoch
                             use_distributed_sampler=not getattr(built.data, "resumable_train", False))
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))   # eval.py reads it
+        rank_zero = dist_env.is_rank_zero()
+        if rank_zero:
+            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))   # eval.py reads it
         built.data.trainer = trainer   # resumable loaders read the global step from it
         train_loader, val_loaders = fit_loaders(built.data, built.fooling)
         start = time.time()
@@ -295,8 +328,12 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict:
         fit_seconds = time.time() - start
         selected = load_selected(module, callbacks[-1], trainer) if select["weights"] == "best" else \
             {"weights": "last", "step": int(trainer.global_step)}
+        # Lightning's teardown moved the module back to the CPU: evaluate where it trained
+        device = trainer.strategy.root_device
+        if not trainer.is_global_zero:           # every rank has the same weights (plain DDP, one backward)
+            return None
         atomic_save(module.net.state_dict(), run_dir / "fooled.pt")
-        report = evaluate_and_report(cfg, run_dir, built, module.net0, module.net, logger)
+        report = evaluate_and_report(cfg, run_dir, built, module.net0, module.net, logger, device=device)
         report.update({"original": original_info, "fooling_seconds": fit_seconds, "run_name": run_name,
                        "steps": int(trainer.global_step), "selected": selected,
                        "original_map_cache_images": module.original_cache})
@@ -304,6 +341,7 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict:
         wandb_dir = wandb_run_dir(logger)
     finally:
         finish_logger(logger)
+        dist_env.end_of_job(launcher_env)
     print(f"report:  {run_dir / 'report.json'}")
     print(f"figure:  {report['paths']['figure']}")
     if wandb_dir:
@@ -312,13 +350,15 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict:
 
 
 def evaluate_and_report(cfg: DictConfig, run_dir: Path, built: Built, net0: nn.Module, net: nn.Module,
-                        logger=None, prefix: str = "") -> dict:
+                        logger=None, prefix: str = "", device: torch.device | str | None = None) -> dict:
     """Metrics on ``eval.split``, the heatmap grid, the per-image test losses (CSV), and the summary
-    (final numbers, a table and a histogram per interpreter of the test losses) sent to the logger."""
-    device = next(net.parameters()).device
+    (final numbers, a table and a histogram per interpreter of the test losses) sent to the logger.
+    ``device``: where to evaluate (default: ``dist_env.eval_device(cfg)``, from ``trainer.accelerator``)."""
+    device = dist_env.eval_device(cfg) if device is None else torch.device(device)
     loader, collages = eval_loaders(built.data, cfg.eval.split, built.fooling)
     result = evaluate_pair(net0, net, loader, built.eval_interps, built.fooling, cfg.target, device,
                            keep_maps=int(cfg.eval.figure_images), collage_batches=collages)
+    result["device"] = str(device)
     fig = result.pop("figure")
     per_image = result.pop("per_image_test_loss")
     shown = built.data.denormalize(fig["images"])

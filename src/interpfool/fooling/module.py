@@ -80,9 +80,11 @@ class FoolingModule(L.LightningModule):
         self.interp_name = interp_name or self.interp.name
         self.fooling, self.lam, self.lr, self.target = fooling, lam, lr, target
         num_classes = num_classes or self._infer_classes()
-        self.val_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
-        self.val_top5 = MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro")
-        self.val_top1_0 = MulticlassAccuracy(num_classes, top_k=1, average="micro")       # theta0, same images
+        # validate_args=False: the argument checks read the labels back to the host on every update
+        acc = {"average": "micro", "validate_args": False}
+        self.val_top1 = MulticlassAccuracy(num_classes, top_k=1, **acc)
+        self.val_top5 = MulticlassAccuracy(num_classes, top_k=min(5, num_classes), **acc)
+        self.val_top1_0 = MulticlassAccuracy(num_classes, top_k=1, **acc)       # theta0, same images
         self.val_fsr = nn.ModuleList([FoolingSuccessRate() for _ in (self.fooling.classes or (None,))])
 
     @staticmethod
@@ -124,20 +126,22 @@ class FoolingModule(L.LightningModule):
                       new: tuple[torch.Tensor, bool] | None = None) -> torch.Tensor | None:
         """theta0's maps, without a graph (theta0 is frozen). With ``index`` (training images' dataset
         indices) and ``original_cache`` on, each image's map is computed once and then read back.
-        ``new``: (mask of the images not seen before, whether there is any), as ``on_before_batch_transfer``
+        ``new``: (batch positions of the images not seen before, whether there is any), as ``on_before_batch_transfer``
         decided it on the host index; without it the index is brought to the host here."""
         if not self.fooling.needs_original:
             return None
         if index is None or not self.original_cache:
             return self._original(x, y)[1]
-        missing, any_missing = new if new is not None else self._mark_new(index.cpu())
+        positions, any_missing = new if new is not None else self._mark_new(index.cpu())
         if any_missing:
-            missing = missing.to(x.device)
-            fresh = self._original(x[missing], None if y is None else y[missing])[1]
+            # positions of the new images in the batch (an integer index that came with the batch): no
+            # boolean-mask indexing, whose result size the host would have to read from the device
+            positions = positions.to(x.device)
+            fresh = self._original(x.index_select(0, positions), None if y is None else y.index_select(0, positions))[1]
             if self._h0_store is None:
                 self._h0_store = fresh.new_zeros((self.original_cache, *fresh.shape[1:]))
-            self._h0_store[index[missing]] = fresh       # theta0 is frozen: its maps carry no graph
-        return self._h0_store[index]
+            self._h0_store.index_copy_(0, index.index_select(0, positions), fresh)   # theta0 is frozen: no graph
+        return self._h0_store.index_select(0, index)
 
     def _original(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """theta0's logits and maps from one forward pass."""
@@ -146,13 +150,13 @@ class FoolingModule(L.LightningModule):
             return fwd.logits, self.explain(self.interp0, fwd, y)
 
     def _mark_new(self, index: torch.Tensor) -> tuple[torch.Tensor, bool]:
-        """Host-side record of the images whose theta0 map is cached: (mask of the new ones, any new), and
-        marks them as cached (the step that receives the mask computes them)."""
+        """Host-side record of the images whose theta0 map is cached: (batch positions of the new ones, any
+        new), and marks them as cached (the step that receives the positions computes them)."""
         if self._h0_known is None:
             self._h0_known = torch.zeros(self.original_cache, dtype=torch.bool)
         new = ~self._h0_known[index]
         self._h0_known[index] = True
-        return new, bool(new.any())
+        return new.nonzero().flatten(), bool(new.any())
 
     def objective(self, x: torch.Tensor, y: torch.Tensor, collage: torch.Tensor | None = None,
                   index: torch.Tensor | None = None, new: tuple[torch.Tensor, bool] | None = None
@@ -182,8 +186,8 @@ class FoolingModule(L.LightningModule):
         return batch[0], batch[1], None
 
     def on_before_batch_transfer(self, batch, dataloader_idx):
-        """theta0 map cache: an indexed training batch (x, y, mask, index) still on the host gets the mask of
-        its images not seen before and whether there is any, so the step need not ask the device."""
+        """theta0 map cache: an indexed training batch (x, y, mask, index) still on the host gets the batch
+        positions of its images not seen before and whether there is any, so the step need not ask the device."""
         if (self.original_cache and self.trainer.training and isinstance(batch, (list, tuple))
                 and len(batch) == 4):
             return [*batch, *self._mark_new(batch[3])]
@@ -244,6 +248,26 @@ class FoolingModule(L.LightningModule):
                        "val/select_score": selection_score(worst, drop, self.max_top1_drop)})
         for metric in (self.val_top1, self.val_top5, self.val_top1_0, *self.val_fsr):
             metric.reset()
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """theta0 (``net0.*``) stays out of the checkpoint: it is frozen and reproducible from the theta0 cache
+        or the weights path. VGG19: a checkpoint was about 2.2 GB (theta*, theta0, Adam's two moments); theta0's
+        0.55 GB of it is gone."""
+        state = checkpoint.get("state_dict", {})
+        for key in [k for k in state if k.startswith("net0.")]:
+            del state[key]
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Put this module's own theta0 back into a checkpoint written without it (strict loading then holds)."""
+        state = checkpoint.get("state_dict")
+        if state is not None and not any(k.startswith("net0.") for k in state):
+            state.update({f"net0.{k}": v for k, v in self.net0.state_dict().items()})
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        if not any(k.startswith("net0.") for k in state_dict):   # a checkpoint without theta0 (on_save_checkpoint)
+            state_dict = {**state_dict, **{f"net0.{k}": v for k, v in self.net0.state_dict().items()}}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def configure_optimizers(self):
         # Adam at a constant learning rate (Heo et al. 2019, Sec. 4.1; authors' code).

@@ -10,6 +10,7 @@ dropout would otherwise couple or perturb samples); interpreters do not change t
 """
 from __future__ import annotations
 
+import contextlib
 import numbers
 from dataclasses import dataclass, field
 from typing import Literal, Union
@@ -65,7 +66,9 @@ def _check_indices(index: torch.Tensor, batch: int, classes: int, what: str) -> 
     if index.shape != (batch,):
         raise ValueError(f"{what} tensor of shape {tuple(index.shape)}; allowed: [{batch}] or a scalar")
     bad = (index < 0) | (index >= classes)
-    if bool(bad.any()):
+    if index.device.type != "cpu":       # checked on the device: no host sync in a training step
+        torch._assert_async(~bad.any(), f"{what} class(es) outside [0, {classes - 1}]")
+    elif bool(bad.any()):
         raise ValueError(f"{what} class(es) {index[bad].tolist()} outside [0, {classes - 1}]")
     return index
 
@@ -105,10 +108,28 @@ def normalize_map(h: torch.Tensor, how: str) -> torch.Tensor:
     raise ValueError(f"unknown normalize {how!r}; allowed: {', '.join(NORMALIZATIONS)}")
 
 
-def zero_map_share(h: torch.Tensor) -> float:
+def zero_map_share(h: torch.Tensor) -> torch.Tensor:
     """Share of maps in the batch that are exactly zero everywhere (DESIGN.md 4: a random model with
-    the true label can give all-zero Grad-CAM maps and zero gradients, silently)."""
-    return float((h.flatten(1).abs().amax(1) == 0).float().mean()) if h.numel() else 0.0
+    the true label can give all-zero Grad-CAM maps and zero gradients, silently). A 0-dim float tensor on
+    h's device (logging it reads it only when the logger flushes; ``float()`` it for a number)."""
+    if not h.numel():
+        return torch.zeros((), device=h.device)
+    return (h.detach().flatten(1).abs().amax(1) == 0).float().mean()
+
+
+AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps", "hpu")
+
+
+def full_precision(x: torch.Tensor):
+    """Autocast off on ``x``'s device while an explanation is computed. Under bf16 / fp16 autocast the maps
+    would come out in low precision (fp16: no loss scaling for the inner ``autograd.grad``, maps underflow to
+    zero, LRP's 1e-6 stabiliser is below fp16's resolution; bf16: FSR thresholds shift, ties in top-k and
+    Spearman), and CUDA autocast mixes fp32 (softmax) with bf16 / fp16 (logits). The interpreter's forward
+    (whose logits also give the CE loss) and its explanation therefore run in the parameters' dtype (fp32)."""
+    kind = x.device.type
+    if kind in AUTOCAST_DEVICES and torch.is_autocast_enabled(kind):
+        return torch.autocast(device_type=kind, enabled=False)
+    return contextlib.nullcontext()
 
 
 class Interpreter:
@@ -137,6 +158,9 @@ class Interpreter:
         normalize = self.default_normalize if normalize is None else normalize
         if normalize not in NORMALIZATIONS:
             raise ValueError(f"unknown normalize {normalize!r}; allowed: {', '.join(NORMALIZATIONS)}")
+        # torch.compile's wrapper: aot_autograd refuses the double backward of create_graph=True maps, and the
+        # wrapper names its modules `_orig_mod.<name>`; explain the original module (same parameters), eagerly
+        net = getattr(net, "_orig_mod", net)
         self.net = net
         self.layer = layer or getattr(net, "target_layer", None)
         if self.uses_layer:
@@ -159,12 +183,13 @@ class Interpreter:
     def forward(self, x: torch.Tensor) -> Forward:
         """One forward pass recording what ``explain`` needs; its logits serve the CE loss too."""
         x = self._graph_input(x)
-        if self.uses_layer:
-            from interpfool.models import capture_inputs
-            with capture_inputs(self.net, [self.layer]) as store:
-                logits = self.net(x)
-            return Forward(x, logits, dict(store))
-        return Forward(x, self.net(x))
+        with full_precision(x):
+            if self.uses_layer:
+                from interpfool.models import capture_inputs
+                with capture_inputs(self.net, [self.layer]) as store:
+                    logits = self.net(x)
+                return Forward(x, logits, dict(store))
+            return Forward(x, self.net(x))
 
     # -- explanation ---------------------------------------------------------------------------
     def attribution_raw(self, fwd: Forward, index: torch.Tensor, create_graph: bool) -> torch.Tensor:
@@ -182,7 +207,8 @@ class Interpreter:
     def explain(self, fwd: Forward, target: Target = "pred", labels: torch.Tensor | None = None,
                 create_graph: bool = False) -> torch.Tensor:
         index = resolve_target(target, fwd.logits, labels)
-        h = normalize_map(self.explain_raw(fwd, index, create_graph), self.normalize)
+        with full_precision(fwd.logits):
+            h = normalize_map(self.explain_raw(fwd, index, create_graph), self.normalize)
         return h if create_graph else h.detach()
 
     def __call__(self, x: torch.Tensor, target: Target = "pred", labels: torch.Tensor | None = None,
@@ -197,7 +223,8 @@ class Interpreter:
         un-normalised map. Meant for comparisons with other libraries (Captum, pytorch-grad-cam)."""
         with torch.enable_grad():
             fwd = self.forward(x)
-            attr = self.attribution_raw(fwd, resolve_target(target, fwd.logits, labels), create_graph)
+            with full_precision(x):
+                attr = self.attribution_raw(fwd, resolve_target(target, fwd.logits, labels), create_graph)
         return attr if create_graph else attr.detach()
 
     def score_of(self, fwd: Forward, index: torch.Tensor) -> torch.Tensor:

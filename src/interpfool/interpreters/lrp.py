@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from interpfool.interpreters.base import Forward, Interpreter, class_score
+from interpfool.interpreters.base import Forward, Interpreter, class_score, full_precision
 from interpfool.interpreters.registry import register
 from interpfool.lrp import Trace, build_adapter, get_composite
 
@@ -42,12 +42,13 @@ class _LRPBase(Interpreter):
         super().__init__(net, layer=layer, score=score, normalize=normalize)
         self.composite = get_composite(composite, maxpool=maxpool, avgpool=avgpool, add=add, bn_first=bn_first,
                                        epsilon=epsilon, stabilizer=stabilizer)
-        self.adapter = build_adapter(net)
+        self.adapter = build_adapter(self.net)     # the original module of a torch.compile wrapper
         if self.uses_layer:
             self.adapter.check_layer(self.layer)
 
     def forward(self, x: torch.Tensor) -> LRPForward:
-        trace = self.adapter.forward(x)
+        with full_precision(x):                 # the rules run on fp32 layer inputs under autocast too
+            trace = self.adapter.forward(x)
         acts = {self.layer: self.adapter.activation(trace, self.layer)} if self.uses_layer else {}
         return LRPForward(x, trace.logits, acts, trace=trace)
 
@@ -58,7 +59,8 @@ class _LRPBase(Interpreter):
                              f"layer inputs the LRP rules need); got {type(fwd).__name__}")
         with torch.set_grad_enabled(create_graph):
             score = class_score(fwd.logits, index, self.score)
-            start = torch.zeros_like(fwd.logits).scatter(1, index[:, None], score[:, None])
+            # dtype-safe: CUDA autocast gives an fp32 softmax score on bf16 / fp16 logits
+            start = torch.zeros_like(fwd.logits).scatter(1, index[:, None], score[:, None].to(fwd.logits.dtype))
             return self.adapter.relevance(fwd.trace, start, self.composite, stop=stop)
 
     def __repr__(self) -> str:

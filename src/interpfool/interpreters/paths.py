@@ -6,6 +6,8 @@ k * B images, copy j of image b at row j * B + b (so ``index.repeat(k)`` are the
 """
 from __future__ import annotations
 
+import functools
+
 import math
 from typing import Iterator, Sequence, Union
 
@@ -74,16 +76,30 @@ def make_baseline(x: torch.Tensor, baseline: BaselineSpec, mean: Sequence[float]
         if x.shape[1] != len(mean):
             raise ValueError(f"baseline='black' with {len(mean)} mean/std values for {x.shape[1]}-channel "
                              f"input; set mean=... and std=... (one per channel)")
-        m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-        s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-        return (-m / s).expand_as(x)
+        return _black(tuple(map(float, mean)), tuple(map(float, std)), x.dtype, x.device).expand_as(x)
     if baseline == "blur":
         return gaussian_blur(x, blur_sigma)
     raise ValueError(f"unknown baseline {baseline!r}; allowed: {', '.join(BASELINES)}, a number or a tensor")
 
 
+@functools.lru_cache(maxsize=64)
+def _black(mean: tuple[float, ...], std: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The black image's [1, C, 1, 1] value on ``device``, copied there once (not once per map)."""
+    m = torch.as_tensor(mean, dtype=dtype).view(1, -1, 1, 1)
+    s = torch.as_tensor(std, dtype=dtype).view(1, -1, 1, 1)
+    return (-m / s).to(device)
+
+
 def quadrature(method: str, steps: int, dtype: torch.dtype = torch.float64,
                device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_quadrature`` on ``device``: computed on the host and copied to the device once per
+    (method, steps, dtype, device), not once per map. The returned tensors are shared: do not modify them."""
+    return _quadrature(method, steps, dtype, None if device is None else torch.device(device))
+
+
+@functools.lru_cache(maxsize=64)
+def _quadrature(method: str, steps: int, dtype: torch.dtype = torch.float64,
+                device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Nodes alpha_k in [0, 1] and weights w_k with sum_k w_k f(alpha_k) ~ int_0^1 f (Sundararajan
     et al. 2017, eq. 3 is the right Riemann sum). Names as Captum's.
 

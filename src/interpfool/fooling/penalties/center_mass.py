@@ -30,7 +30,7 @@ def centre_and_mass(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     r = torch.arange(rows, dtype=h.dtype, device=h.device)
     c = torch.arange(cols, dtype=h.dtype, device=h.device)
     centre = torch.stack([(mass.sum(2) * r).sum(1), (mass.sum(1) * c).sum(1)], 1) / safe[:, None]
-    middle = torch.tensor([(rows - 1) / 2, (cols - 1) / 2], dtype=h.dtype, device=h.device)
+    middle = torch.stack([r.new_full((), (rows - 1) / 2), c.new_full((), (cols - 1) / 2)])   # no host copy
     return torch.where(has_mass[:, None], centre, middle), has_mass
 
 

@@ -1,0 +1,131 @@
+"""Rank awareness without a second process: rank detection from launcher variables, the shared run folder
+of externally launched ranks, the launcher variables restored after a job, W&B on ranks > 0, the all-reduced
+NaN decision, and evaluation on the training device rather than where Lightning's teardown left the model."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from interpfool.experiment import distributed as d
+
+ROOT = Path(__file__).resolve().parents[2]
+LAUNCH_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK", "TORCHELASTIC_RUN_ID", "SLURM_PROCID",
+               "SLURM_NTASKS", "SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_RESTART_COUNT", "MASTER_PORT", "MASTER_ADDR")
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for k in LAUNCH_VARS:
+        monkeypatch.delenv(k, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("env, rank, launch", [
+    ({}, 0, None),
+    ({"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4", "TORCHELASTIC_RUN_ID": "abc"}, 3, "torchrun"),
+    ({"SLURM_PROCID": "1", "SLURM_NTASKS": "2", "SLURM_JOB_ID": "77"}, 1, "slurm"),
+    ({"LOCAL_RANK": "1", "NODE_RANK": "0", "WORLD_SIZE": "2"}, 1, None),    # a child of Lightning's launcher
+    ({"SLURM_PROCID": "0", "SLURM_NTASKS": "1", "SLURM_JOB_ID": "77"}, 0, None),   # one task: Lightning launches
+])
+def test_rank_and_launcher_from_the_environment(clean_env, env, rank, launch):
+    for k, v in env.items():
+        clean_env.setenv(k, v)
+    assert (d.global_rank(), d.external_launch()) == (rank, launch)
+
+
+def test_external_ranks_share_one_run_folder(clean_env):
+    clean_env.setenv("RANK", "1")
+    clean_env.setenv("WORLD_SIZE", "2")
+    clean_env.setenv("TORCHELASTIC_RUN_ID", "r42")
+    argv = d.external_launch_argv(["fooling.lam=2"])
+    assert argv == ["fooling.lam=2", "hydra.run.dir=outputs/torchrun-r42", "hydra.sweep.dir=multirun/torchrun-r42",
+                    "hydra.output_subdir=null", "hydra.job.name=train_rank1"]
+    assert d.external_launch_argv(["hydra.run.dir=x", "hydra.sweep.dir=y"])[:2] == ["hydra.run.dir=x",
+                                                                                     "hydra.sweep.dir=y"]
+    clean_env.setenv("TORCHELASTIC_RUN_ID", "none")            # torchrun without --rdzv-id / --standalone
+    with pytest.raises(ValueError, match=r"hydra.run.dir=<unset> under torchrun"):
+        d.external_launch_argv([])
+
+
+def test_train_py_without_a_shared_run_id_exits_2_with_one_line(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "RANK": "0", "WORLD_SIZE": "2",
+           "TORCHELASTIC_RUN_ID": "none"}
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py")], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
+    assert proc.stderr.startswith("error: hydra.run.dir=<unset> under torchrun") and "allowed:" in proc.stderr
+
+
+def test_end_of_job_restores_the_launcher_variables(clean_env):
+    before = d.launcher_env()
+    os.environ.update({"LOCAL_RANK": "0", "WORLD_SIZE": "2", "MASTER_PORT": "1234"})   # what Lightning's launcher sets
+    d.end_of_job(before)
+    assert all(k not in os.environ for k in ("LOCAL_RANK", "WORLD_SIZE", "MASTER_PORT"))
+
+
+def test_wandb_summary_on_a_rank_above_zero_is_a_no_op(tmp_path, monkeypatch):
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+    from lightning.pytorch.loggers import WandbLogger
+
+    from interpfool.experiment.loggers import log_summary, wandb_run_dir
+
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    logger = WandbLogger(save_dir=str(tmp_path), offline=True, mode="offline")
+    log_summary(logger, {"final/x": 1.0}, histograms={"h": [1.0, 2.0]})
+    assert wandb_run_dir(logger) is None
+
+
+def _trainer(world: int, other_rank_bad: bool):
+    reduced = []
+
+    def reduce(t, reduce_op):
+        reduced.append(reduce_op)
+        return torch.maximum(t, torch.tensor(float(other_rank_bad)))
+    return SimpleNamespace(global_step=5, world_size=world, global_rank=0,
+                           strategy=SimpleNamespace(reduce=reduce)), reduced
+
+
+def test_nan_on_another_rank_stops_this_rank_too():
+    from interpfool.experiment.callbacks import NonFiniteLoss, StopOnNonFiniteLoss
+
+    trainer, reduced = _trainer(2, other_rank_bad=True)
+    with pytest.raises(NonFiniteLoss, match=r"non-finite on another rank .* at step 5 \(rank 0\)"):
+        StopOnNonFiniteLoss(1).on_before_backward(trainer, None, torch.tensor(1.0))
+    assert reduced == ["max"]
+    trainer, _ = _trainer(2, other_rank_bad=False)
+    StopOnNonFiniteLoss(1).on_before_backward(trainer, None, torch.tensor(1.0))   # all finite: goes on
+
+
+def test_eval_device_follows_trainer_accelerator(monkeypatch):
+    cfg = OmegaConf.create({"trainer": {"accelerator": "cpu"}})
+    assert d.eval_device(cfg) == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    for acc in ("gpu", "cuda", "auto"):
+        assert d.eval_device(OmegaConf.create({"trainer": {"accelerator": acc}})) == torch.device("cuda", 1)
+
+
+def test_evaluation_runs_on_the_training_device_not_where_teardown_left_the_model(compose_cfg, tmp_path, monkeypatch):
+    """Lightning's teardown moves the module to the CPU after fit; on a GPU the evaluation must go back to the
+    strategy's root device. Here the training device is made distinguishable: the strategy reports cpu:0."""
+    from lightning.pytorch.strategies import SingleDeviceStrategy
+
+    from conftest import TINY
+    from interpfool.experiment import pipeline
+
+    monkeypatch.setattr(SingleDeviceStrategy, "root_device", property(lambda self: torch.device("cpu", 0)))
+    seen = []
+    real = pipeline.evaluate_pair
+
+    def spy(*args, **kwargs):
+        seen.append(args[6] if len(args) > 6 else kwargs["device"])
+        return real(*args, **kwargs)
+    monkeypatch.setattr(pipeline, "evaluate_pair", spy)
+    report = pipeline.run(compose_cfg(TINY + [f"cache_dir={tmp_path / 'cache'}", "logger=csv"]), tmp_path / "run")
+    assert seen == [torch.device("cpu", 0)] and report["device"] == "cpu:0"
