@@ -274,6 +274,28 @@ def test_presoftmax_shifted_densenet_keeps_the_cut(name, kwargs):
     assert max_rel(ours, norm_max(grad.abs().sum(1))) <= TOL
 
 
+@pytest.mark.parametrize("method", ["gradcam", "simplegT"])
+def test_second_order_through_the_dense_cut_matches_finite_differences(method):
+    """The parameter gradient of a Location-style penalty on a map at an inner dense layer (whose input
+    reaches the logits directly and through the layer) equals central finite differences."""
+    from interpfool.gradcheck import directional_fd_check
+
+    net = _net("small_densenet", {"width": 8, "growth": 4, "layers": 3, "bn_size": 2}, 0)
+    x = torch.randn(2, 3, 28, 28, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    interp = interpreters.build(method, net, layer="features.denseblock1.denselayer2")
+    index = net(x).argmax(1).detach()
+    mask = torch.rand(interp(x, index).shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    names = ["features.conv0.weight", "features.denseblock1.denselayer1.conv2.weight",
+             "features.denseblock1.denselayer2.norm1.weight", "features.denseblock1.denselayer3.conv1.weight",
+             "features.transition1.conv.weight", "features.norm5.weight", "classifier.weight"]
+    if method == "simplegT":   # dS/dA of a piecewise-linear net depends on the parameters above A only
+        names = names[2:]
+    result = directional_fd_check(lambda: F.mse_loss(interp(x, index, create_graph=True), mask), net, names,
+                                  eps=1e-7)
+    for param, (analytic, numeric, rel) in result.items():
+        assert abs(analytic) > 1e-9 and rel <= 1e-4, (param, analytic, numeric, rel)
+
+
 # ---------------------------------------------------------------- DenseNet121 is torchvision's -----------------
 
 def test_densenet121_is_torchvisions_densenet121():
