@@ -30,8 +30,12 @@ def capture_inputs(net: nn.Module, layers: list[str]) -> Iterator[dict[str, torc
     through it and every consumer uses it, DESIGN.md 2.1): a module called with a list or tuple (stock
     torchvision ``_DenseLayer`` inside a ``_DenseBlock``) raises a one-line ``ValueError``."""
     store: dict[str, torch.Tensor] = {}
-    net_inputs: list[torch.Tensor] = []
-    handles = [net.register_forward_pre_hook(lambda _m, args: net_inputs.append(args[0]) and None)]
+    net_inputs: list[torch.Tensor] = []   # the caller's tensors, never flagged in place
+
+    def record(_module, args, kwargs):
+        net_inputs.extend(t for t in (*args, *kwargs.values()) if isinstance(t, torch.Tensor))
+
+    handles = [net.register_forward_pre_hook(record, with_kwargs=True)]
     for name in layers:
         def hook(_module, args, name=name):
             inp, replaced = args[0], False
