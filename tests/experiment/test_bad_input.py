@@ -44,7 +44,8 @@ def test_bad_values_fail_in_the_build_phase_with_one_line(compose_cfg, override,
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["model=bad"], "model=bad is not an option; allowed: densenet121, resnet50, small_vgg, vgg19"),
+    (["model=bad"], "model=bad is not an option; allowed: densenet121, resnet50, small_densenet, small_resnet, "
+                    "small_vgg, vgg19"),
     (["fooling=nothing"], "fooling=nothing is not an option; allowed: active, center_mass, location, topk"),
     (["foo=1"], "unknown option 'foo'"),
     (["interp=bad", "hydra.run.dir=/tmp/x"], "interp=bad is not an option; allowed: gradcam, gradcam_pos"),

@@ -10,7 +10,7 @@ from interpfool import interpreters, models
 from interpfool.lrp import build_adapter
 from interpfool.lrp.testing import narrow_resnet, randomize_batchnorm, tiny_net
 
-KINDS = ["small_vgg", "resnet_basic", "resnet_bottleneck", "densenet"]
+KINDS = ["small_vgg", "resnet_basic", "resnet_bottleneck", "densenet", "small_resnet", "small_densenet"]
 
 
 

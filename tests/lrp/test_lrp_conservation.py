@@ -23,6 +23,8 @@ CASES = [
     ("resnet_bottleneck", 32, {"maxpool": "proportional"}),
     ("densenet", 32, {}),
     ("densenet", 32, {"bn_first": "zplus", "avgpool": "norm"}),
+    ("small_resnet", 32, {}),
+    ("small_densenet", 32, {}),
 ]
 
 

@@ -32,6 +32,11 @@ PARAMS = {
                  "features.transition1.conv.weight", "features.denseblock2.denselayer2.norm1.weight",
                  "features.denseblock2.denselayer2.norm1.bias", "features.denseblock2.denselayer2.norm2.bias",
                  "features.norm5.weight", "features.norm5.bias", "classifier.weight"],
+    "small_resnet": ["conv1.weight", "bn1.bias", "layer2.0.downsample.0.weight", "layer3.1.conv1.weight",
+                     "layer3.1.bn2.weight", "layer3.1.bn2.bias", "fc.weight"],
+    "small_densenet": ["features.conv0.weight", "features.norm0.bias", "features.transition1.conv.weight",
+                       "features.denseblock2.denselayer2.norm1.weight", "features.denseblock2.denselayer2.conv2.weight",
+                       "features.norm5.bias", "classifier.weight"],
 }
 CASES = [  # net, side, interpreter, options
     ("small_vgg", 32, "lrpT", {}),
@@ -43,6 +48,8 @@ CASES = [  # net, side, interpreter, options
     ("densenet", 32, "lrpT", {}),
     ("densenet", 32, "lrp", {}),
     ("densenet", 32, "lrp", {"bn_first": "zplus"}),
+    ("small_resnet", 32, "lrpT", {}),
+    ("small_densenet", 32, "lrp", {}),
 ]
 
 

@@ -13,7 +13,10 @@ from interpfool.experiment.cli import BadInput
 from interpfool.experiment.pipeline import checked_build
 from interpfool.models.builders import pretrained_cache_file
 
-SHAPES = {"vgg19": ("features.34", (512, 4, 4), "features.36"),
+SHAPES = {"small_vgg": ("features.11", (128, 16, 16), "avgpool"),
+          "small_resnet": ("layer3.1", (64, 16, 16), "avgpool"),
+          "small_densenet": ("features.denseblock2.denselayer4", (72, 16, 16), "avgpool"),
+          "vgg19": ("features.34", (512, 4, 4), "features.36"),
           "resnet50": ("layer4.2", (2048, 2, 2), "avgpool"),
           "densenet121": ("features.denseblock4.denselayer16", (992, 2, 2), "avgpool")}
 
@@ -32,9 +35,8 @@ def test_target_layer_is_the_input_of_that_module_and_nothing_acts_in_place(arch
         logits = net(x)
     handle.remove()
     assert store[layer].shape == (1, *shape) and logits.shape == (1, 3)
-    if arch != "densenet121":   # DenseNet layers take a list; capture feeds the layer the concatenation
-        assert store[layer] is seen["input"]
-    else:   # DenseNet's head: torchvision's F.relu(inplace=True) would clip the features' output in place
+    assert store[layer] is seen["input"]   # the very tensor the module gets (a cut: test_target_layer_cut.py)
+    if "densenet" in arch:   # DenseNet's head: torchvision's F.relu(inplace=True) would clip the features in place
         out = {}
         net.features.register_forward_hook(lambda _m, _a, o: out.setdefault("f", o))
         net(x)

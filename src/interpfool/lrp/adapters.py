@@ -10,7 +10,8 @@ relevance at the input of op k is a proper LRP layer relevance, and stopping the
 makes LRP_T cost only the head above the target layer.
 
 Supported: ``SmallVGG`` and torchvision ``VGG`` (features / avgpool / classifier), torchvision
-``ResNet`` (BasicBlock, Bottleneck), torchvision ``DenseNet`` (and interpfool's ``DenseNet121``).
+``ResNet`` (BasicBlock, Bottleneck) and ``SmallResNet`` (BasicBlock), torchvision ``DenseNet`` (stock
+``_DenseBlock`` or the cut-preserving ``CutDenseBlock``), interpfool's ``DenseNet121`` and ``SmallDenseNet``.
 """
 from __future__ import annotations
 
@@ -361,9 +362,12 @@ def _vgg_plan(net: nn.Module) -> list[Op]:
     return ops + _sequential_ops("", [("classifier", net.classifier)])
 
 
-def _resnet_plan(net: tv_resnet.ResNet) -> list[Op]:
-    ops = _sequential_ops("", [(n, getattr(net, n)) for n in ("conv1", "bn1", "relu", "maxpool")])
-    for lname in ("layer1", "layer2", "layer3", "layer4"):
+def _resnet_plan(net: nn.Module, stem=("conv1", "bn1", "relu", "maxpool"),
+                 stages=("layer1", "layer2", "layer3", "layer4")) -> list[Op]:
+    """torchvision ResNet (or ``SmallResNet``: its own ``stem`` / ``stages`` names): stem, stages of
+    residual blocks, avgpool, flatten, fc."""
+    ops = _sequential_ops("", [(n, getattr(net, n)) for n in stem])
+    for lname in stages:
         stage = _check(getattr(net, lname), (nn.Sequential,), lname)
         ops += _alias([ResidualBlockOp((f"{lname}.{i}",), b) for i, b in enumerate(stage)], lname)
     ops += _sequential_ops("", [("avgpool", net.avgpool)])
@@ -371,7 +375,15 @@ def _resnet_plan(net: tv_resnet.ResNet) -> list[Op]:
     return ops + _sequential_ops("", [("fc", net.fc)])
 
 
-def _densenet_plan(net: tv_densenet.DenseNet) -> list[Op]:
+def _small_resnet_plan(net: nn.Module) -> list[Op]:
+    return _resnet_plan(net, stem=net.stem, stages=net.stages)
+
+
+def _densenet_plan(net: nn.Module) -> list[Op]:
+    """torchvision DenseNet, interpfool's DenseNet121 or ``SmallDenseNet``: features (stem, dense blocks,
+    transitions, norm5), the forward's functional ReLU, the pool, flatten, classifier."""
+    from interpfool.models.torchvision_models import CutDenseBlock
+
     ops: list[Op] = []
     children = list(_check(net.features, (nn.Sequential,), "features").named_children())
     i = 0
@@ -379,7 +391,8 @@ def _densenet_plan(net: tv_densenet.DenseNet) -> list[Op]:
         name, m = children[i]
         full = f"features.{name}"
         if isinstance(m, tv_densenet._DenseBlock):
-            _check(m, (tv_densenet._DenseBlock,), full)
+            # both forwards compute cat([x, layer1(x), ...]) with layer i seeing the running concatenation
+            _check(m, (tv_densenet._DenseBlock, CutDenseBlock), full)
             ops += _alias([DenseLayerOp((f"{full}.{ln}",), layer) for ln, layer in m.items()], full)
         elif isinstance(m, tv_densenet._Transition):
             _check(m, (tv_densenet._Transition,), full)
@@ -418,6 +431,8 @@ class Trace:
 
 def _supported_forward(net: nn.Module, cls: type | None = None) -> str | None:
     """The plan family whose forward the model's class (or ``cls``) runs unchanged, or None."""
+    from interpfool.models.small_densenet import SmallDenseNet
+    from interpfool.models.small_resnet import SmallResNet
     from interpfool.models.small_vgg import SmallVGG
     from interpfool.models.torchvision_models import DenseNet121
 
@@ -431,11 +446,15 @@ def _supported_forward(net: nn.Module, cls: type | None = None) -> str | None:
         return "resnet"
     if isinstance(net, tv_densenet.DenseNet) and cls.forward in (tv_densenet.DenseNet.forward, DenseNet121.forward):
         return "densenet"
+    if isinstance(net, SmallResNet) and cls.forward is SmallResNet.forward:
+        return "small_resnet"
+    if isinstance(net, SmallDenseNet) and cls.forward is SmallDenseNet.forward:
+        return "densenet"
     return None
 
 
-SUPPORTED = ("SmallVGG", "torchvision VGG (vgg11..vgg19, with or without BN)", "torchvision ResNet",
-             "torchvision DenseNet / interpfool DenseNet121")
+SUPPORTED = ("SmallVGG", "SmallResNet", "SmallDenseNet", "torchvision VGG (vgg11..vgg19, with or without BN)",
+             "torchvision ResNet", "torchvision DenseNet / interpfool DenseNet121")
 
 
 class LRPAdapter:
@@ -449,7 +468,8 @@ class LRPAdapter:
             raise ValueError(f"LRP has no adapter for {type(net).__module__}.{type(net).__name__}; supported: "
                              f"{'; '.join(SUPPORTED)} (with their own forward)")
         self.net, self.family = net, family
-        self.ops = {"vgg": _vgg_plan, "resnet": _resnet_plan, "densenet": _densenet_plan}[family](net)
+        self.ops = {"vgg": _vgg_plan, "resnet": _resnet_plan, "small_resnet": _small_resnet_plan,
+                    "densenet": _densenet_plan}[family](net)
         nonneg = False
         for op in self.ops:
             op.nonneg_in = nonneg

@@ -12,11 +12,14 @@ from torchvision.models import densenet as tv_densenet
 from torchvision.models import resnet as tv_resnet
 
 from interpfool.models import build, disable_inplace
-from interpfool.models.torchvision_models import DenseNet121
+from interpfool.models.small_densenet import SmallDenseNet
+from interpfool.models.small_resnet import SmallResNet
+from interpfool.models.torchvision_models import DenseNet121, cut_dense_blocks
 
 
 class TinyDenseNet(tv_densenet.DenseNet):
-    """A two-block DenseNet with interpfool's DenseNet121 forward (non-in-place head, ``avgpool`` module)."""
+    """A two-block DenseNet with interpfool's DenseNet121 forward (non-in-place head, ``avgpool`` module) and
+    cut-preserving blocks (``CutDenseBlock``)."""
 
     forward = DenseNet121.forward
     target_layer = "features.denseblock2.denselayer2"
@@ -24,6 +27,7 @@ class TinyDenseNet(tv_densenet.DenseNet):
     def __init__(self, num_classes: int = 5, growth_rate: int = 4, block_config=(2, 2), num_init_features: int = 8):
         super().__init__(growth_rate=growth_rate, block_config=block_config, num_init_features=num_init_features,
                          bn_size=2, num_classes=num_classes)
+        cut_dense_blocks(self)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
 
 
@@ -31,7 +35,8 @@ def tiny_net(kind: str, num_classes: int = 5, seed: int = 0) -> nn.Module:
     """float64, eval, in-place off, random BN statistics; ``net.target_layer`` set.
 
     ``small_vgg`` (width 4), ``resnet_basic`` / ``resnet_bottleneck`` (one block per stage, the last
-    block is the target as in ResNet50's ``layer4.2``), ``densenet`` (TinyDenseNet)."""
+    block is the target as in ResNet50's ``layer4.2``), ``densenet`` (TinyDenseNet), ``small_resnet`` /
+    ``small_densenet`` (``models.build`` at width 4, growth 4)."""
     torch.manual_seed(seed)
     if kind == "small_vgg":
         net = build("small_vgg", num_classes=num_classes, width=4, hidden=16)
@@ -40,6 +45,10 @@ def tiny_net(kind: str, num_classes: int = 5, seed: int = 0) -> nn.Module:
                             num_classes=num_classes)
     elif kind == "densenet":
         net = TinyDenseNet(num_classes)
+    elif kind == "small_resnet":
+        net = build("small_resnet", num_classes=num_classes, width=4)
+    elif kind == "small_densenet":
+        net = build("small_densenet", num_classes=num_classes, width=8, growth=4, layers=2, bn_size=2)
     else:
         raise ValueError(f"unknown tiny net {kind!r}")
     disable_inplace(net)
@@ -97,12 +106,12 @@ def make_bias_free(net: nn.Module) -> nn.Module:
 class _DenseHead(nn.Module):
     """x -> cat([x, layer(x)]) -> norm5 -> relu -> avgpool -> classifier (DenseNet above its last layer)."""
 
-    def __init__(self, net: tv_densenet.DenseNet, layer: nn.Module):
+    def __init__(self, net: nn.Module, layer: nn.Module):
         super().__init__()
         self.layer, self.norm5, self.avgpool, self.classifier = layer, net.features.norm5, net.avgpool, net.classifier
 
     def forward(self, x):
-        out = torch.cat([x, self.layer([x])], 1)
+        out = torch.cat([x, self.layer(x)], 1)
         out = torch.relu(self.norm5(out))
         return self.classifier(torch.flatten(self.avgpool(out), 1))
 
@@ -114,13 +123,14 @@ def head_above(net: nn.Module, layer: str) -> nn.Module:
             and layer.split(".")[1].isdigit():
         k = int(layer.split(".")[1])
         return nn.Sequential(*list(net.features)[k:], net.avgpool, nn.Flatten(), *net.classifier)
-    if isinstance(net, tv_resnet.ResNet):
+    if isinstance(net, (tv_resnet.ResNet, SmallResNet)):
         stage, idx = layer.split(".")
         blocks = list(getattr(net, stage))[int(idx):]
-        if stage != "layer4":
-            raise ValueError("head_above supports ResNet target layers in layer4")
+        last = SmallResNet.stages[-1] if isinstance(net, SmallResNet) else "layer4"
+        if stage != last:
+            raise ValueError(f"head_above supports ResNet target layers in {last}")
         return nn.Sequential(*blocks, net.avgpool, nn.Flatten(), net.fc)
-    if isinstance(net, tv_densenet.DenseNet):
+    if isinstance(net, (tv_densenet.DenseNet, SmallDenseNet)):
         block_name, layer_name = layer.split(".")[1:3]
         block = getattr(net.features, block_name)
         if list(block.keys())[-1] != layer_name or list(net.features.named_children())[-1][0] != "norm5":

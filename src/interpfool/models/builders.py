@@ -6,10 +6,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from interpfool.models.small_densenet import SmallDenseNet
+from interpfool.models.small_resnet import SmallResNet
 from interpfool.models.small_vgg import SmallVGG
 from interpfool.models.torchvision_models import TORCHVISION_SPECS
 
-MODEL_NAMES = ("small_vgg", *TORCHVISION_SPECS)
+# models trained from scratch (Fashion-MNIST, the synthetic benchmark): name -> class; kwargs go to the class
+SMALL_MODELS = {"small_vgg": SmallVGG, "small_resnet": SmallResNet, "small_densenet": SmallDenseNet}
+MODEL_NAMES = (*SMALL_MODELS, *TORCHVISION_SPECS)
 
 def disable_inplace(net: nn.Module) -> nn.Module:
     """Turn ``inplace`` off everywhere: in-place ReLU breaks activation capture (DESIGN.md 4)."""
@@ -108,12 +112,12 @@ def build(name: str, pretrained: bool = False, num_classes: int = 1000, weights_
     """
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; allowed: {', '.join(MODEL_NAMES)}")
-    if name == "small_vgg":
+    if name in SMALL_MODELS:
         if pretrained:
-            raise ValueError("model.pretrained=true is not available for small_vgg; it is trained "
-                             "on the synthetic benchmark (leave pretrained=false)")
-        net = SmallVGG(num_classes=num_classes, **kwargs)
-        layer, last_pool = SmallVGG.target_layer, SmallVGG.last_pool
+            raise ValueError(f"model.pretrained=true is not available for {name}; it is trained from scratch "
+                             f"(synthetic benchmark, Fashion-MNIST): leave pretrained=false")
+        net = SMALL_MODELS[name](num_classes=num_classes, **kwargs)
+        layer, last_pool = net.target_layer, net.last_pool
     else:
         make, layer, last_pool, weights_enum = TORCHVISION_SPECS[name]
         if pretrained and num_classes != 1000:
