@@ -29,7 +29,7 @@ from interpfool.experiment.callbacks import StopOnNonFiniteLoss
 from interpfool.experiment.cli import BadInput
 from interpfool.experiment.evaluate import CSV_COLUMNS, evaluate_pair
 from interpfool.experiment.loggers import finish_logger, log_summary, make_logger, wandb_run_dir
-from interpfool.experiment.original import ClassifierModule, atomic_save, cached_original_path
+from interpfool.experiment.original import ClassifierModule, atomic_save, cached_original_path, seed_all
 from interpfool.fooling.module import FoolingModule
 from interpfool.fooling.penalties.base import Fooling
 from interpfool.viz.heatmap_grid import save_heatmap_grid
@@ -162,13 +162,16 @@ def obtain_original(cfg: DictConfig, built: Built, accelerator: str) -> tuple[nn
         return net, {"status": "reused", "path": str(path)}
     print(f"original model: none cached for this config; training it ({cfg.original.epochs} epochs) -> {path}")
     start = time.time()
+    seed_all(cfg.seed)   # flip / dropout draws: a function of the seed, not of what ran before
     loader = DataLoader(built.data.dataset("train"), batch_size=cfg.original.batch_size, shuffle=True,
                         drop_last=True, generator=torch.Generator().manual_seed(cfg.seed))
     val = DataLoader(built.data.dataset("val"), batch_size=256)
     trainer = L.Trainer(max_epochs=cfg.original.epochs, accelerator=accelerator, devices=1, logger=False,
-                        enable_checkpointing=False, enable_model_summary=False, callbacks=[RichProgressBar()],
+                        deterministic=cfg.trainer.get("deterministic", False), enable_checkpointing=False,
+                        enable_model_summary=False, callbacks=[RichProgressBar()],
                         check_val_every_n_epoch=cfg.original.epochs)
-    trainer.fit(ClassifierModule(net, lr=cfg.original.lr, weight_decay=cfg.original.weight_decay), loader, val)
+    trainer.fit(ClassifierModule(net, lr=cfg.original.lr, weight_decay=cfg.original.weight_decay, seed=cfg.seed),
+                loader, val)
     net.eval()
     atomic_save(net.state_dict(), path)
     seconds = time.time() - start
@@ -249,13 +252,13 @@ def load_selected(module: FoolingModule, best: ModelCheckpoint, trainer: L.Train
 
 
 def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict:
+    seed_all(cfg.seed)   # before anything is built: the model's initial weights come from the global RNG
     built = checked_build(cfg)
     run_dir = Path(run_dir)
     ckpt = resolve_ckpt(cfg.get("ckpt_path"), run_dir)
     _positive_int_or_bad("checkpoint_every", cfg.get("checkpoint_every", 200))
     select = selection(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
     accelerator = cfg.trainer.get("accelerator", "cpu")
     net0, original_info = obtain_original(cfg, built, accelerator)
     fooled = copy.deepcopy(net0)
@@ -281,12 +284,14 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))   # eval.py reads it
         built.data.trainer = trainer   # resumable loaders read the global step from it
         train_loader, val_loaders = fit_loaders(built.data, built.fooling)
+        seed_all(cfg.seed)   # the same draws whether theta0 was just trained or read from the cache
         start = time.time()
         trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loaders, ckpt_path=ckpt)
         fit_seconds = time.time() - start
         selected = load_selected(module, callbacks[-1], trainer) if select["weights"] == "best" else \
             {"weights": "last", "step": int(trainer.global_step)}
         atomic_save(module.net.state_dict(), run_dir / "fooled.pt")
+        seed_all(cfg.seed)   # e.g. SmoothGrad noise: independent of how training went (resumed or not)
         report = evaluate_and_report(cfg, run_dir, built, module.net0, module.net, logger)
         report.update({"original": original_info, "fooling_seconds": fit_seconds, "run_name": run_name,
                        "steps": int(trainer.global_step), "selected": selected,
