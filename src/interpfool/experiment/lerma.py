@@ -295,6 +295,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     """The job: build and check, get the model, manipulate it, measure, write report.json and the figures."""
     from interpfool.experiment.pipeline import checked_build, obtain_original
 
+    L.seed_everything(cfg.seed, workers=True, verbose=False)   # before the build: it draws the initial weights
     built = checked_build(cfg)
     try:
         s = _settings(cfg)
@@ -313,7 +314,6 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         raise BadInput(" ".join(str(err).split())) from None
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
     if s["weights"] == "random":
         net, info = built.net, {"status": "random", "seed": cfg.seed}
     else:
