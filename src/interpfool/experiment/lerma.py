@@ -297,6 +297,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     from interpfool.experiment.distributed import eval_device
     from interpfool.experiment.pipeline import checked_build, obtain_original
 
+    L.seed_everything(cfg.seed, workers=True, verbose=False)   # before the build: it draws the initial weights
     built = checked_build(cfg)
     try:
         s = _settings(cfg)
@@ -315,7 +316,6 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         raise BadInput(" ".join(str(err).split())) from None
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
     if s["weights"] == "random":
         net, info = built.net, {"status": "random", "seed": cfg.seed}
     else:

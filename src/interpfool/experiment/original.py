@@ -19,16 +19,32 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class ClassifierModule(L.LightningModule):
-    """Plain cross-entropy training of the original classifier (Adam, cosine schedule)."""
+def seed_all(seed: int) -> None:
+    """Seed Python's ``random``, NumPy and torch (CPU and every CUDA device) from ``seed``.
 
-    def __init__(self, net: nn.Module, lr: float = 2e-3, weight_decay: float = 1e-4, epochs: int = 1):
+    Needed at the start of a job *before anything is built*: this torch seeds its default generator
+    from the OS at start-up (``torch.initial_seed()`` differs in every process), so a model built
+    before seeding gets different initial weights in every run. Also called at the start of each
+    training phase, so its draws (dropout, global-RNG noise) do not depend on what ran before it
+    (e.g. whether theta0 was just trained in this process or read from the cache)."""
+    L.seed_everything(seed, workers=True, verbose=False)
+
+
+class ClassifierModule(L.LightningModule):
+    """Plain cross-entropy training of the original classifier (AdamW, one-cycle schedule).
+
+    The flip augmentation draws from its own generator seeded with ``seed``; dropout draws from the
+    global RNG (seeded by ``seed_all`` before training)."""
+
+    def __init__(self, net: nn.Module, lr: float = 2e-3, weight_decay: float = 1e-4, epochs: int = 1, seed: int = 0):
         super().__init__()
         self.net, self.lr, self.weight_decay, self.epochs = net, lr, weight_decay, epochs
+        self.flip_generator = torch.Generator().manual_seed(seed)
 
     def training_step(self, batch, _idx):
         x, y = batch[0], batch[1]
-        if torch.rand(()) < 0.5:  # horizontal flip: every shape class is flip-closed up to rotation
+        # horizontal flip of the batch: every shape class is flip-closed up to rotation
+        if torch.rand((), generator=self.flip_generator) < 0.5:
             x = x.flip(-1)
         loss = F.cross_entropy(self.net(x), y)
         self.log("original/train_loss", loss, prog_bar=True)

@@ -30,7 +30,7 @@ from interpfool.experiment.callbacks import StopOnNonFiniteLoss
 from interpfool.experiment.cli import BadInput
 from interpfool.experiment.evaluate import CSV_COLUMNS, evaluate_pair
 from interpfool.experiment.loggers import finish_logger, log_summary, make_logger, wandb_run_dir
-from interpfool.experiment.original import ClassifierModule, atomic_save, cached_original_path
+from interpfool.experiment.original import ClassifierModule, atomic_save, cached_original_path, seed_all
 from interpfool.fooling.module import FoolingModule
 from interpfool.fooling.penalties.base import Fooling
 from interpfool.models.determinism import apply_backends, deterministic_pooling
@@ -88,6 +88,9 @@ def build_all(cfg: DictConfig) -> Built:
         _positive_int(f"trainer.{name}", cfg.trainer.get(name))
     for name in ("epochs", "batch_size"):
         _positive_int(f"original.{name}", cfg.original.get(name))
+    seed0 = cfg.original.get("seed")
+    if seed0 is not None and (isinstance(seed0, bool) or not isinstance(seed0, int) or seed0 < 0):
+        raise ValueError(f"original.seed={seed0!r}; allowed: an integer >= 0 or null (the run's seed)")
     if float(cfg.original.lr) <= 0:
         raise ValueError(f"original.lr={cfg.original.lr}; allowed: > 0")
     data = instantiate(cfg.data)
@@ -174,8 +177,16 @@ def original_key(cfg: DictConfig) -> dict:
     for k in ("batch_size", "eval_batch_size", "num_workers", "collage_train_size", "collage_val_size", "c1", "c2",
               "cache_dir", "check_images", *_data_key_ignores(data.get("_target_"))):
         data.pop(k, None)
-    return {"model": model, "data": data, "original": OmegaConf.to_container(cfg.original, resolve=True),
-            "seed": cfg.seed}
+    original = OmegaConf.to_container(cfg.original, resolve=True)
+    original.pop("seed", None)
+    return {"model": model, "data": data, "original": original, "seed": original_seed(cfg)}
+
+
+def original_seed(cfg: DictConfig) -> int:
+    """theta0's seed: ``original.seed`` (e.g. 0 in the Fashion-MNIST experiments, so every fooling seed starts
+    from the same theta0), by default the run's ``seed``."""
+    seed = cfg.original.get("seed")
+    return int(cfg.seed if seed is None else seed)
 
 
 def obtain_original(cfg: DictConfig, built: Built, accelerator: str) -> tuple[nn.Module, dict]:
@@ -194,13 +205,19 @@ def obtain_original(cfg: DictConfig, built: Built, accelerator: str) -> tuple[nn
         return net, {"status": "reused", "path": str(path)}
     print(f"original model: none cached for this config; training it ({cfg.original.epochs} epochs) -> {path}")
     start = time.time()
+    seed = original_seed(cfg)
+    seed_all(seed)   # flip / dropout draws: a function of the seed, not of what ran before
+    if seed != cfg.seed:   # the net was initialised under the run's seed: theta0 starts from its own
+        net.load_state_dict(deterministic_pooling(instantiate(cfg.model)).state_dict())
     loader = DataLoader(built.data.dataset("train"), batch_size=cfg.original.batch_size, shuffle=True,
-                        drop_last=True, generator=torch.Generator().manual_seed(cfg.seed))
+                        drop_last=True, generator=torch.Generator().manual_seed(seed))
     val = DataLoader(built.data.dataset("val"), batch_size=256)
     trainer = L.Trainer(max_epochs=cfg.original.epochs, accelerator=accelerator, devices=1, logger=False,
-                        enable_checkpointing=False, enable_model_summary=False, callbacks=[RichProgressBar()],
+                        deterministic=cfg.trainer.get("deterministic", False), enable_checkpointing=False,
+                        enable_model_summary=False, callbacks=[RichProgressBar()],
                         check_val_every_n_epoch=cfg.original.epochs)
-    trainer.fit(ClassifierModule(net, lr=cfg.original.lr, weight_decay=cfg.original.weight_decay), loader, val)
+    trainer.fit(ClassifierModule(net, lr=cfg.original.lr, weight_decay=cfg.original.weight_decay, seed=seed),
+                loader, val)
     net.eval()
     atomic_save(net.state_dict(), path)
     seconds = time.time() - start
@@ -287,13 +304,13 @@ def load_selected(module: FoolingModule, best: ModelCheckpoint, trainer: L.Train
 def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict | None:
     """The whole job. Under DDP every rank trains; only global rank 0 evaluates and writes the run files
     (config.yaml, fooled.pt, report.json, figures, CSVs); the other ranks return None."""
+    seed_all(cfg.seed)   # before anything is built: the model's initial weights come from the global RNG
     built = checked_build(cfg)
     run_dir = Path(run_dir)
     ckpt = resolve_ckpt(cfg.get("ckpt_path"), run_dir)
     _positive_int_or_bad("checkpoint_every", cfg.get("checkpoint_every", 200))
     select = selection(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
     accelerator = cfg.trainer.get("accelerator", "cpu")
     net0, original_info = obtain_original(cfg, built, accelerator)
     fooled = copy.deepcopy(net0)
@@ -323,6 +340,7 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict | None
             (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))   # eval.py reads it
         built.data.trainer = trainer   # resumable loaders read the global step from it
         train_loader, val_loaders = fit_loaders(built.data, built.fooling)
+        seed_all(cfg.seed)   # the same draws whether theta0 was just trained or read from the cache
         start = time.time()
         trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loaders, ckpt_path=ckpt)
         fit_seconds = time.time() - start
@@ -333,6 +351,7 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict | None
         if not trainer.is_global_zero:           # every rank has the same weights (plain DDP, one backward)
             return None
         atomic_save(module.net.state_dict(), run_dir / "fooled.pt")
+        seed_all(cfg.seed)   # e.g. SmoothGrad noise: independent of how training went (resumed or not)
         report = evaluate_and_report(cfg, run_dir, built, module.net0, module.net, logger, device=device)
         report.update({"original": original_info, "fooling_seconds": fit_seconds, "run_name": run_name,
                        "steps": int(trainer.global_step), "selected": selected,
