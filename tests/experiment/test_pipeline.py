@@ -83,3 +83,33 @@ def test_tuned_lr_and_lambda_follow_the_experiment_and_interpreter(compose_cfg):
     topk = compose_cfg(["experiment=synthetic_topk", "interp=gradcam"])
     assert list(topk.fooling.penalty.interval) == [0.0, 0.1] and topk.select.weights == "best"
     assert topk.eval.split == "test"
+
+
+def test_original_seed_shares_one_theta0_across_run_seeds(compose_cfg, tmp_path):
+    """original.seed fixes theta0 whatever the run seed: seed=1 trains it, seed=2 reuses the same file, and the
+    weights equal those a run with seed=0 (original.seed null, so theta0's seed is 0 too) trains on its own.
+    On Fashion-MNIST, whose images do not depend on the run seed (the synthetic benchmark's do)."""
+    import pytest
+    import torch
+
+    from interpfool.data.fashion_mnist import FashionMNISTDataModule
+
+    try:
+        FashionMNISTDataModule(train_size=48, val_size=16, test_size=8)
+    except (FileNotFoundError, RuntimeError, ValueError) as err:
+        pytest.skip(f"Fashion-MNIST files absent: {err}")
+
+    def cfg(seed, cache, shared=True):
+        return compose_cfg(TINY + ["data=fashion_mnist", "data.download=false", f"cache_dir={tmp_path / cache}",
+                                   "logger=csv", f"seed={seed}"]
+                           + (["original.seed=0"] if shared else []))
+
+    first = run(cfg(1, "shared"), tmp_path / "s1")
+    second = run(cfg(2, "shared"), tmp_path / "s2")
+    alone = run(cfg(0, "alone", shared=False), tmp_path / "s0")
+    assert first["original"]["status"] == "trained" and second["original"]["status"] == "reused"
+    assert second["original"]["path"] == first["original"]["path"]
+    a = torch.load(first["original"]["path"], weights_only=True)
+    b = torch.load(alone["original"]["path"], weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert first["seed"] == 1 and second["seed"] == 2

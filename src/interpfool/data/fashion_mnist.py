@@ -242,8 +242,9 @@ class FashionMNISTDataModule(L.LightningDataModule):
     resumable_train = True   # its train loader resumes mid-epoch and shards across DDP ranks itself
     indexed_train = True     # train batches end with the dataset index of each image (theta0 map cache)
     splits = SPLITS
-    # config keys that only say where the files come from, not which images: left out of theta0's cache key
-    original_key_ignores = ("root", "download")
+    # config keys that do not change theta0 (left out of its cache key): where the files come from, not which
+    # images; and ``seed``, which orders the fooling's batches only (theta0's loader is seeded by original.seed)
+    original_key_ignores = ("root", "download", "seed")
 
     def __init__(self, root: str | None = None, download: bool = False, image_size: int | None = None,
                  num_classes: int = 10, train_size: int | None = None, val_size: int = 5000,

@@ -206,9 +206,9 @@ def obtain_original(cfg: DictConfig, built: Built, accelerator: str) -> tuple[nn
     print(f"original model: none cached for this config; training it ({cfg.original.epochs} epochs) -> {path}")
     start = time.time()
     seed = original_seed(cfg)
-    seed_all(seed)   # flip / dropout draws: a function of the seed, not of what ran before
-    if seed != cfg.seed:   # the net was initialised under the run's seed: theta0 starts from its own
-        net.load_state_dict(deterministic_pooling(instantiate(cfg.model)).state_dict())
+    seed_all(seed)   # initial weights, flip and dropout draws: a function of theta0's seed and config alone,
+    # not of what the build drew before (the same cache key must mean the same weights, whatever the run seed)
+    net.load_state_dict(deterministic_pooling(instantiate(cfg.model)).state_dict())
     loader = DataLoader(built.data.dataset("train"), batch_size=cfg.original.batch_size, shuffle=True,
                         drop_last=True, generator=torch.Generator().manual_seed(seed))
     val = DataLoader(built.data.dataset("val"), batch_size=256)
