@@ -243,8 +243,9 @@ class FashionMNISTDataModule(L.LightningDataModule):
     indexed_train = True     # train batches end with the dataset index of each image (theta0 map cache)
     splits = SPLITS
     # config keys that do not change theta0 (left out of its cache key): where the files come from, not which
-    # images; and ``seed``, which orders the fooling's batches only (theta0's loader is seeded by original.seed)
-    original_key_ignores = ("root", "download", "seed")
+    # images; ``seed``, which orders the fooling's batches only (theta0's loader is seeded by original.seed); and
+    # the test split's size and the mask threshold (theta0 trains on train and validates on val, without masks)
+    original_key_ignores = ("root", "download", "seed", "test_size", "mask_threshold")
 
     def __init__(self, root: str | None = None, download: bool = False, image_size: int | None = None,
                  num_classes: int = 10, train_size: int | None = None, val_size: int = 5000,
