@@ -26,7 +26,7 @@ from interpfool.experiment.cli import BadInput
 from interpfool.experiment.distributed import eval_device
 from interpfool.experiment.evaluate import evaluate_aopc, fsr_row, matrix_markdown, noise_robustness
 from interpfool.experiment.loggers import finish_logger, log_summary, make_logger, wandb_run_dir
-from interpfool.experiment.original import cached_original_path
+from interpfool.experiment.original import cached_original_path, seed_all
 from interpfool.experiment.pipeline import (
     Built,
     checked_build,
@@ -149,6 +149,7 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt: Any, out_dir: Path, argv: list[st
     weights, run_dir = resolve_ckpt(ckpt)
     saved = saved_config(run_dir)
     ccfg = run_config(cfg, saved, argv)
+    seed_all(ccfg.seed)   # global-RNG draws (SmoothGrad with seed=null): the same in every process, for every ckpt
     built = checked_build(ccfg)
     net0, original_path = find_original(ccfg, built, cfg.get("cache_dir"), saved)
     net = load_state(copy.deepcopy(net0), weights, "ckpt")
