@@ -47,6 +47,7 @@ def test_select_best_keeps_the_validation_with_the_highest_score(compose_cfg, tm
     first_best_step = min(step for s, step in scores if s == best)          # ties keep the earlier checkpoint
     selected = report["selected"]
     assert selected["weights"] == "best" and selected["val_select_score"] == best
+    assert selected["within_budget"] is True                                # budget 100 points: all admissible
     assert selected["step"] == first_best_step + 1                          # Lightning counts steps done
     kept = torch.load(selected["path"], weights_only=False)["state_dict"]
     fooled = torch.load(tmp_path / "run" / "fooled.pt", weights_only=True)

@@ -296,9 +296,14 @@ def load_selected(module: FoolingModule, best: ModelCheckpoint, trainer: L.Train
                            "lower trainer.val_check_interval below trainer.max_steps")
     state = torch.load(path, map_location=trainer.strategy.root_device, weights_only=False)
     module.load_state_dict(state["state_dict"])
-    score = best.best_model_score
-    return {"weights": "best", "step": int(state["global_step"]), "path": path,
-            "val_select_score": None if score is None else float(score)}
+    score = None if best.best_model_score is None else float(best.best_model_score)
+    # selection_score puts every validation over the top-1 budget 2 below the admissible ones (FSR <= 1)
+    within = score is not None and score > -1
+    if not within:
+        print(f"select.weights=best: no validation was within select.max_top1_drop={module.max_top1_drop} top-1 "
+              f"points; kept the least bad one (step {int(state['global_step'])}): its drop exceeds the budget")
+    return {"weights": "best", "step": int(state["global_step"]), "path": path, "val_select_score": score,
+            "within_budget": within}
 
 
 def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict | None:
