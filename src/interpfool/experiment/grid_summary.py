@@ -56,6 +56,7 @@ def run_rows(folders: list[Path]) -> list[dict[str, Any]]:
                                    for n, v in report.get("localisation", {}).items()},
                    "fsr_per_class": {n: v["theta_star"] for n, v in report.get("fsr_per_class", {}).items()},
                    "selected_step": (report.get("selected") or {}).get("step"), "steps": report.get("steps"),
+                   "within_budget": (report.get("selected") or {}).get("within_budget"),
                    "fooling_seconds": report.get("fooling_seconds"), "lam": report.get("lam"), "lr": report.get("lr"),
                    "figure": str(path.parent / "figure.pt") if (path.parent / "figure.pt").is_file() else None}
             rows.append(row)
@@ -88,6 +89,7 @@ def records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rec["fsr_per_seed"] = [r["fsr"][interp] for r in runs]
         rec["top1_drop_per_seed"] = [r["top1_drop"] for r in runs]
         rec["selected_step"] = [r["selected_step"] for r in runs]
+        rec["within_budget"] = [r["within_budget"] for r in runs]
         names = list(runs[0]["fsr"])
         rec["transfer_fsr_mean"] = {n: _mean_std([r["fsr"].get(n) for r in runs])[0] for n in names}
         rec["transfer_fsr_std"] = {n: _mean_std([r["fsr"].get(n) for r in runs])[1] for n in names}
