@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
     ("model.target_layer=features.99", "layer 'features.99' does not exist"),
     ("model.weights_path=/nonexistent/w.pt", "model.weights_path='/nonexistent/w.pt' does not exist"),
     ("interp.score=energy", "unknown score 'energy'; allowed: logit, prob"),
-    ("eval.split=holdout", "eval.split='holdout'; allowed: train, val, test"),
+    ("eval.split=holdout", "eval.split='holdout'; allowed: auto, train, val, test"),
     ("eval.interpreters=[gradcam,nope]", "unknown interpreter 'nope'; allowed:"),
     ("trainer.max_steps=0", "trainer.max_steps=0; allowed: an integer >= 1"),
     ("original.epochs=-3", "original.epochs=-3; allowed: an integer >= 1"),

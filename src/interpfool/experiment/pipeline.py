@@ -82,8 +82,8 @@ def build_all(cfg: DictConfig) -> Built:
     """Instantiate data, model, interpreters and fooling; raises one-line errors on bad values."""
     if cfg.target not in TARGETS:
         raise ValueError(f"target={cfg.target!r}; allowed: {', '.join(TARGETS)}")
-    if cfg.eval.split not in SPLITS:
-        raise ValueError(f"eval.split={cfg.eval.split!r}; allowed: {', '.join(SPLITS)}")
+    if cfg.eval.split not in (*SPLITS, "auto"):
+        raise ValueError(f"eval.split={cfg.eval.split!r}; allowed: auto, {', '.join(SPLITS)}")
     for name in ("max_steps", "val_check_interval"):
         _positive_int(f"trainer.{name}", cfg.trainer.get(name))
     for name in ("epochs", "batch_size"):
@@ -95,6 +95,10 @@ def build_all(cfg: DictConfig) -> Built:
         raise ValueError(f"original.lr={cfg.original.lr}; allowed: > 0")
     data = instantiate(cfg.data)
     splits = getattr(data, "splits", SPLITS)          # ImageNet / torchvision sets: train, val
+    if cfg.eval.split == "auto":                      # the held-out test split where the data has one
+        cfg.eval.split = "test" if "test" in splits else "val"
+        if cfg.eval.split == "val":
+            print(f"eval.split=auto: {type(data).__name__} has no test split; reporting on val")
     if cfg.eval.split not in splits:
         raise ValueError(f"eval.split={cfg.eval.split!r} with this data; allowed: {', '.join(splits)}")
     net = deterministic_pooling(instantiate(cfg.model))   # adaptive pools with an integer ratio: avg_pool2d
@@ -294,7 +298,7 @@ def load_selected(module: FoolingModule, best: ModelCheckpoint, trainer: L.Train
     if not path:
         raise RuntimeError("select.weights=best: no validation ran, so there is no best checkpoint; "
                            "lower trainer.val_check_interval below trainer.max_steps")
-    state = torch.load(path, map_location=trainer.strategy.root_device, weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=False)   # load_state_dict copies onto the device
     module.load_state_dict(state["state_dict"])
     score = None if best.best_model_score is None else float(best.best_model_score)
     # selection_score puts every validation over the top-1 budget 2 below the admissible ones (FSR <= 1)
