@@ -44,9 +44,9 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from interpfool.data.resumable import ResumableLoader
+from interpfool.data.split_loaders import IndexedTrainAndCollageLoaders
 
 DEBIAN_ROOT = "/usr/share/datasets/fashion-mnist"
 LOCAL_ROOT = "data/fashion_mnist"
@@ -232,15 +232,13 @@ def _check_int(name: str, value, low: int, none_ok: bool = False) -> None:
         raise ValueError(f"data.{name}={value!r}; allowed: an integer >= {low}{' or null' if none_ok else ''}")
 
 
-class FashionMNISTDataModule(L.LightningDataModule):
+class FashionMNISTDataModule(IndexedTrainAndCollageLoaders, L.LightningDataModule):
     """Fashion-MNIST with train / val / test splits, silhouette masks and c1/c2 collages (module docstring).
 
     Same interface as ``SyntheticDataModule``: ``dataset(split)``, ``splits``, ``num_classes``, the three
     loaders, ``collage_dataloader(split)``, ``collage_sizes``, ``c1`` / ``c2``, ``normalize`` / ``denormalize``.
     """
 
-    resumable_train = True   # its train loader resumes mid-epoch and shards across DDP ranks itself
-    indexed_train = True     # train batches end with the dataset index of each image (theta0 map cache)
     splits = SPLITS
     # config keys that do not change theta0 (left out of its cache key): where the files come from, not which
     # images; ``seed``, which orders the fooling's batches only (theta0's loader is seeded by original.seed); and
@@ -341,13 +339,6 @@ class FashionMNISTDataModule(L.LightningDataModule):
             images, labels = images[index], labels[index]
         return FashionMNISTSplit(images, labels, self.image_size, self.mask_threshold, self.mean, self.std)
 
-    def dataset(self, split: str) -> FashionMNISTSplit:
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
-        if split not in self._sets:
-            self._sets[split] = self._build(split)
-        return self._sets[split]
-
     # --- collages ----------------------------------------------------------------------------------------------
     def _build_collage(self, split: str) -> CollageSet:
         source = self.dataset("train" if split == "train" else "test")   # held-out collages: test images
@@ -361,37 +352,9 @@ class FashionMNISTDataModule(L.LightningDataModule):
         images, masks = build_collages(*pools, self.collage_sizes[split], self.image_size, self.mask_threshold, seed)
         return CollageSet(images, masks, self.mean, self.std)
 
-    def collage_dataset(self, split: str) -> CollageSet:
-        key = f"collage_{split}"
-        if not self.collage_sizes.get(split):
-            raise ValueError(f"data.collage_{split}_size is 0; set it > 0 to use collages")
-        if key not in self._sets:
-            self._sets[key] = self._build_collage(split)
-        return self._sets[key]
-
-    # --- loaders -----------------------------------------------------------------------------------------------
-    def _loader(self, data: Dataset, shuffle: bool, batch_size: int) -> DataLoader:
-        gen = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=gen, drop_last=shuffle,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        """Seeded, resumable, rank-aware order; batches (x, y, mask, index), no augmentation."""
-        trainer = getattr(self, "trainer", None)
-        return ResumableLoader(self.dataset("train").with_index(), self.batch_size, self.seed,
-                               step_source=lambda: trainer.global_step if trainer is not None else 0,
-                               num_workers=self.num_workers)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("val"), False, self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("test"), False, self.eval_batch_size)
-
-    def collage_dataloader(self, split: str = "train", shuffle: bool | None = None) -> DataLoader:
-        shuffle = split == "train" if shuffle is None else shuffle
-        return self._loader(self.collage_dataset(split), shuffle,
-                            self.batch_size if split == "train" else self.eval_batch_size)
+    def indexed_train_set(self) -> Dataset:
+        """(x, y, mask, index) of the train split: no augmentation, the same image for an index every epoch."""
+        return self.dataset("train").with_index()
 
 
 __all__ = ["CLASSES", "DEBIAN_ROOT", "FashionMNISTDataModule", "FashionMNISTError", "build_collages", "read_idx"]

@@ -1,9 +1,12 @@
 """Train / val / test DataLoaders of a data module that exposes ``dataset(split)``, ``seed``,
-``batch_size``, ``eval_batch_size`` and ``num_workers`` (ImageNet and torchvision data modules)."""
+``batch_size``, ``eval_batch_size`` and ``num_workers`` (every data module), and the two extras of the
+benchmarks with masks: a resumable, indexed train loader and the collage loaders of active fooling."""
 from __future__ import annotations
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+from interpfool.data.resumable import ResumableLoader
 
 
 class SplitLoaders:
@@ -22,3 +25,42 @@ class SplitLoaders:
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.dataset("test"), False, self.eval_batch_size)
+
+
+class IndexedTrainAndCollageLoaders(SplitLoaders):
+    """Mixin for the synthetic and Fashion-MNIST modules: the train loader is seeded, resumable and rank-aware
+    (``data.resumable``) over ``indexed_train_set()`` — batches (x, y, mask, index), the same image for an index
+    every epoch, so theta0's maps can be cached per index — and ``collage_dataloader(split)`` serves the
+    collages of ``collage_dataset(split)`` (x, masks [B, 2, S, S])."""
+
+    resumable_train = True   # its train loader resumes mid-epoch and shards across DDP ranks itself
+    indexed_train = True     # train batches end with the dataset index of each image (theta0 map cache)
+    splits: tuple[str, ...] = ("train", "val", "test")
+
+    def dataset(self, split: str) -> Dataset:
+        """The split's dataset, built by ``_build(split)`` once and kept in ``self._sets``."""
+        if split not in self.splits:
+            raise ValueError(f"unknown split {split!r}; allowed: {', '.join(self.splits)}")
+        if split not in self._sets:
+            self._sets[split] = self._build(split)
+        return self._sets[split]
+
+    def collage_dataset(self, split: str) -> Dataset:
+        """The collages of ``split`` (train / val), built by ``_build_collage(split)`` once."""
+        key = f"collage_{split}"
+        if not self.collage_sizes.get(split):
+            raise ValueError(f"data.collage_{split}_size is 0; set it > 0 to use collages")
+        if key not in self._sets:
+            self._sets[key] = self._build_collage(split)
+        return self._sets[key]
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = getattr(self, "trainer", None)
+        return ResumableLoader(self.indexed_train_set(), self.batch_size, self.seed,
+                               step_source=lambda: trainer.global_step if trainer is not None else 0,
+                               num_workers=self.num_workers)
+
+    def collage_dataloader(self, split: str = "train", shuffle: bool | None = None) -> DataLoader:
+        shuffle = split == "train" if shuffle is None else shuffle
+        return self._loader(self.collage_dataset(split), shuffle,
+                            self.batch_size if split == "train" else self.eval_batch_size)

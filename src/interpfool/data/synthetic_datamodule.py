@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
-from interpfool.data.resumable import ResumableLoader
+from interpfool.data.split_loaders import IndexedTrainAndCollageLoaders
 from interpfool.data.synthetic import SyntheticSpec, render_collage, render_index
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
@@ -16,16 +16,13 @@ def _check_positive(name: str, value: int, allow_zero: bool = False) -> None:
         raise ValueError(f"data.{name}={value!r}; allowed: an integer >= {0 if allow_zero else 1}")
 
 
-class SyntheticDataModule(L.LightningDataModule):
+class SyntheticDataModule(IndexedTrainAndCollageLoaders, L.LightningDataModule):
     """Batches are (x, y, mask): normalised images, labels, bool object masks [B, S, S].
 
     Images are generated once per split at ``setup`` (deterministic in (seed, split, index)).
     With ``collage_size > 0`` the module also serves collages of classes c1/c2 for active fooling:
     ``collage_dataloader(split)`` yields (x, masks [B, 2, S, S]).
     """
-
-    resumable_train = True   # its train loader resumes mid-epoch and shards across DDP ranks itself
-    indexed_train = True     # train batches end with the dataset index of each image (theta0 map cache)
 
     def __init__(self, image_size: int = 64, num_classes: int = 8, clutter: int = 6, train_size: int = 4000,
                  val_size: int = 400, test_size: int = 400, seed: int = 0, batch_size: int = 32,
@@ -75,43 +72,7 @@ class SyntheticDataModule(L.LightningDataModule):
         return TensorDataset(self.normalize(torch.stack([img for img, _ in items])),
                              torch.stack([m for _, m in items]))
 
-    def dataset(self, split: str) -> TensorDataset:
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
-        if split not in self._sets:
-            self._sets[split] = self._build(split)
-        return self._sets[split]
-
-    def collage_dataset(self, split: str) -> TensorDataset:
-        key = f"collage_{split}"
-        if not self.collage_sizes.get(split):
-            raise ValueError(f"data.collage_{split}_size is 0; set it > 0 to use collages")
-        if key not in self._sets:
-            self._sets[key] = self._build_collage(split)
-        return self._sets[key]
-
-    def _loader(self, data: TensorDataset, shuffle: bool, batch_size: int) -> DataLoader:
-        gen = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=gen, drop_last=shuffle,
-                          num_workers=self.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        """Seeded, resumable, rank-aware order (``data.resumable``). Batches are (x, y, mask, index): the
-        same image for an index every epoch (no augmentation), so theta0's maps can be cached per index."""
-        trainer = getattr(self, "trainer", None)
+    def indexed_train_set(self) -> TensorDataset:
+        """(x, y, mask, index): the same image for an index every epoch (no augmentation)."""
         train = self.dataset("train")
-        indexed = TensorDataset(*train.tensors, torch.arange(len(train)))
-        return ResumableLoader(indexed, self.batch_size, self.seed,
-                               step_source=lambda: trainer.global_step if trainer is not None else 0,
-                               num_workers=self.num_workers)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("val"), False, self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("test"), False, self.eval_batch_size)
-
-    def collage_dataloader(self, split: str = "train", shuffle: bool | None = None) -> DataLoader:
-        shuffle = split == "train" if shuffle is None else shuffle
-        return self._loader(self.collage_dataset(split), shuffle,
-                            self.batch_size if split == "train" else self.eval_batch_size)
+        return TensorDataset(*train.tensors, torch.arange(len(train)))
