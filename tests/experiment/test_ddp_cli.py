@@ -94,7 +94,9 @@ def test_externally_launched_ranks_train_theta0_once_and_rank0_writes_the_run(tm
     assert len(runs) == 1, runs                               # one run folder shared by both ranks (no ${now})
     assert runs[0].name.startswith(f"{launcher}-")
     _check_one_run(runs[0], [p.stdout for p in procs])
-    assert "waits for rank 0" in procs[1].stdout
+    # rank 1 waits for rank 0's theta0, or (started late on a loaded machine) finds it cached; it never trains
+    assert "waits for rank 0" in procs[1].stdout or "reusing cached" in procs[1].stdout, procs[1].stdout[-2000:]
+    assert "training it" not in procs[1].stdout
     assert not (runs[0] / "train.log").read_text().count("rank 1")
     assert sorted(p.name for p in runs[0].glob("*.log")) == ["train.log", "train_rank1.log"]
 
