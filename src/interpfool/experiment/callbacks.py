@@ -1,6 +1,8 @@
 """Training guards: stop on a non-finite loss before it reaches the weights."""
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import torch
 
@@ -30,7 +32,7 @@ class StopOnNonFiniteLoss(L.Callback):
         if bool(bad):
             value = float(loss)
             where = f"; last good checkpoint: {self.checkpoint_dir}/last.ckpt" if self.checkpoint_dir else ""
-            what = f"loss is {value}" if not torch.isfinite(torch.tensor(value)) else \
+            what = f"loss is {value}" if not math.isfinite(value) else \
                 f"loss is non-finite on another rank (here {value})"
             rank = f" (rank {trainer.global_rank})" if trainer.world_size > 1 else ""
             raise NonFiniteLoss(f"{what} at step {trainer.global_step}{rank}; training stopped before "

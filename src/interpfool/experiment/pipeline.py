@@ -9,6 +9,7 @@ import copy
 import csv
 import json
 import logging
+import os
 import warnings
 import time
 from dataclasses import dataclass
@@ -245,7 +246,7 @@ def resolve_ckpt(ckpt_path: str | None, run_dir: Path) -> str | None:
     checkpoint) or a checkpoint file."""
     last = run_dir / "checkpoints" / "last.ckpt"
     if ckpt_path in (None, "", "null") and dist_env.slurm_requeued() and last.is_file():
-        print(f"SLURM requeued this job (SLURM_RESTART_COUNT={dist_env.os.environ['SLURM_RESTART_COUNT']}): "
+        print(f"SLURM requeued this job (SLURM_RESTART_COUNT={os.environ['SLURM_RESTART_COUNT']}): "
               f"resuming {last}")
         return str(last)
     if ckpt_path in (None, "", "null"):

@@ -258,14 +258,10 @@ class FoolingModule(L.LightningModule):
         for key in [k for k in state if k.startswith("net0.")]:
             del state[key]
 
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Put this module's own theta0 back into a checkpoint written without it (strict loading then holds)."""
-        state = checkpoint.get("state_dict")
-        if state is not None and not any(k.startswith("net0.") for k in state):
-            state.update({f"net0.{k}": v for k, v in self.net0.state_dict().items()})
-
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        if not any(k.startswith("net0.") for k in state_dict):   # a checkpoint without theta0 (on_save_checkpoint)
+        """Strict loading of a checkpoint written without theta0 (``on_save_checkpoint``): this module's own
+        theta0 is put back. Lightning's resume (``ckpt_path=``) and ``load_selected`` both load through here."""
+        if not any(k.startswith("net0.") for k in state_dict):
             state_dict = {**state_dict, **{f"net0.{k}": v for k, v in self.net0.state_dict().items()}}
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
