@@ -213,7 +213,7 @@ def obtain_original(cfg: DictConfig, built: Built, accelerator: str) -> tuple[nn
     seed = original_seed(cfg)
     seed_all(seed)   # initial weights, flip and dropout draws: a function of theta0's seed and config alone,
     # not of what the build drew before (the same cache key must mean the same weights, whatever the run seed)
-    net.load_state_dict(deterministic_pooling(instantiate(cfg.model)).state_dict())
+    net.load_state_dict(instantiate(cfg.model).state_dict())   # fresh initial weights under theta0's seed
     loader = DataLoader(built.data.dataset("train"), batch_size=cfg.original.batch_size, shuffle=True,
                         drop_last=True, generator=torch.Generator().manual_seed(seed))
     val = DataLoader(built.data.dataset("val"), batch_size=256)
