@@ -45,6 +45,21 @@ def test_topk_penalty_has_gradients_and_rejects_bad_k():
         TopKFooling().penalty(h)
 
 
+def test_topk_test_loss_is_undefined_and_no_success_where_theta0_map_is_constant():
+    fool = TopKFooling(k=25, interval=(0.0, 0.1))
+    h0 = torch.zeros(3, 4, 4)
+    h0[0, 0, 0] = 1.0                            # a map with a top cell
+    h0[2] = 0.7                                  # constant but not zero: no top cells either
+    h = torch.zeros(3, 4, 4)                     # fooled maps all empty
+    t = fool.test_loss(h, h0)
+    assert t[0] == 0 and t[1:].isnan().all()
+    assert fool.success(t).tolist() == [True, False, False]
+    # theta0 against itself: a non-constant min-max map puts 1 on its top cell, so t >= 1 / |P_k|
+    assert not fool.success(fool.test_loss(h0, h0)).any()
+    # the training penalty stays finite (and differentiable) on those images
+    assert torch.isfinite(fool.penalty(h, h0)).all()
+
+
 # -- Center-mass --------------------------------------------------------------------------------
 def test_center_of_mass_of_one_hot_uniform_zero_and_signed_maps():
     maps = torch.zeros(4, 5, 7)

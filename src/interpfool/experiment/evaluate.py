@@ -61,7 +61,7 @@ def evaluate_pair(net0: nn.Module, net: nn.Module, batches: Iterable, interprete
     fsr = {n: {m: [FoolingSuccessRate(**LOCAL).to(device) for _ in tags] for m in MODELS} for n in built}
     loc = {n: {m: Localisation(**LOCAL).to(device) for m in MODELS} for n in built}
     point = {n: {m: PointingGame(**LOCAL).to(device) for m in MODELS} for n in built}
-    losses, test_sum = [], {n: {m: [0.0, 0] for m in MODELS} for n in built}
+    losses, test_sum = [], {n: {m: [0.0, 0, 0] for m in MODELS} for n in built}
     zero = {n: {m: [0, 0] for m in MODELS} for n in built}
     figure: dict = {"images": [], "labels": [], "maps": {}}
     first = next(iter(built))
@@ -107,8 +107,10 @@ def evaluate_pair(net0: nn.Module, net: nn.Module, batches: Iterable, interprete
                 for k, tag in enumerate(tags):
                     fsr[n][m][k].update(ok[:, k])
                     losses.extend([seen + i, n, m, tag, t_rows[i][k], ok_rows[i][k]] for i in range(x.shape[0]))
-                test_sum[n][m][0] += float(t.sum())
-                test_sum[n][m][1] += t.numel()
+                defined = ~t.isnan()                          # top-k: NaN where theta0's map has no top cells
+                test_sum[n][m][0] += float(t.nansum())
+                test_sum[n][m][1] += int(defined.sum())
+                test_sum[n][m][2] += t.numel() - int(defined.sum())
             taken = len(figure["images"])
             if keep_maps and taken < keep_maps:
                 take = min(keep_maps - taken, x.shape[0])
@@ -130,7 +132,9 @@ def evaluate_pair(net0: nn.Module, net: nn.Module, batches: Iterable, interprete
         "top1_drop_points": 100 * (top1["theta0"] - top1["theta_star"]),
         # FSR per interpreter and model; for a swap fooling the mean of FSR(c1) and FSR(c2)
         "fsr": {n: {m: sum(r) / len(r) for m, r in d.items()} for n, d in rates.items()},
-        "test_loss_mean": {n: {m: s / max(1, c) for m, (s, c) in d.items()} for n, d in test_sum.items()},
+        "test_loss_mean": {n: {m: s / max(1, c) for m, (s, c, _) in d.items()} for n, d in test_sum.items()},
+        # share of (image, class) tests whose test loss is undefined (NaN, counted as no success)
+        "undefined_test_share": {n: {m: u / max(1, c + u) for m, (_, c, u) in d.items()} for n, d in test_sum.items()},
         "zero_map_share": {n: {m: z[0] / max(1, z[1]) for m, z in zero[n].items()} for n in built},
         "fooling": {"name": fooling.name, "interval": list(fooling.interval)},
         "target": target,

@@ -52,6 +52,7 @@ def run_rows(folders: list[Path]) -> list[dict[str, Any]]:
                    "fsr": {n: v["theta_star"] for n, v in report["fsr"].items()},
                    "fsr_theta0": {n: v["theta0"] for n, v in report["fsr"].items()},
                    "zero_maps": {n: v["theta_star"] for n, v in report.get("zero_map_share", {}).items()},
+                   "zero_maps_theta0": {n: v["theta0"] for n, v in report.get("zero_map_share", {}).items()},
                    "mass_inside": {n: {m: v[m]["mass_inside"] for m in ("theta0", "theta_star")}
                                    for n, v in report.get("localisation", {}).items()},
                    "fsr_per_class": {n: v["theta_star"] for n, v in report.get("fsr_per_class", {}).items()},
@@ -84,6 +85,7 @@ def records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                             ("top1_drop", [r["top1_drop"] for r in runs]),
                             ("top5_drop", [r["top5_drop"] for r in runs]),
                             ("zero_maps", [r["zero_maps"].get(interp) for r in runs]),
+                            ("zero_maps_theta0", [r["zero_maps_theta0"].get(interp) for r in runs]),
                             ("fooling_seconds", [r["fooling_seconds"] for r in runs])):
             rec[f"{key}_mean"], rec[f"{key}_std"] = _mean_std(values)
         rec["fsr_per_seed"] = [r["fsr"][interp] for r in runs]
@@ -124,7 +126,8 @@ def _pts(mean: float | None, std: float | None) -> str:
 def to_markdown(recs: list[dict[str, Any]]) -> str:
     """The main table (one row per cell) and the transfer matrices (one per data x fooling x model)."""
     header = ["model", "fooling", "fooled through", "seeds", "FSR θ* (%)", "FSR θ0 (%)", "top-1 drop (pt)",
-              "top-5 drop (pt)", "mass in object θ0", "mass in object θ*", "empty maps θ* (%)", "selected steps"]
+              "top-5 drop (pt)", "mass in object θ0", "mass in object θ*", "empty maps θ0 (%)", "empty maps θ* (%)",
+              "selected steps", "within budget (val)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in recs:
         fsr = _pct(r["fsr_mean"], r["fsr_std"])
@@ -135,8 +138,10 @@ def to_markdown(recs: list[dict[str, Any]]) -> str:
         lines.append("| " + " | ".join([
             str(r["model"]), str(r["fooling"]), str(r["interp"]), ",".join(map(str, r["seeds"])), fsr,
             _pct(r["fsr_theta0_mean"], r["fsr_theta0_std"]), _pts(r["top1_drop_mean"], r["top1_drop_std"]),
-            _pts(r["top5_drop_mean"], r["top5_drop_std"]), *mass, _pct(r["zero_maps_mean"], r["zero_maps_std"]),
-            ",".join(str(s) for s in r["selected_step"])]) + " |")
+            _pts(r["top5_drop_mean"], r["top5_drop_std"]), *mass,
+            _pct(r["zero_maps_theta0_mean"], r["zero_maps_theta0_std"]), _pct(r["zero_maps_mean"], r["zero_maps_std"]),
+            ",".join(str(s) for s in r["selected_step"]),
+            f"{sum(bool(w) for w in r['within_budget'])}/{len(r['within_budget'])}"]) + " |")
     blocks = ["\n".join(lines)]
     groups: dict[tuple, list[dict]] = {}
     for r in recs:

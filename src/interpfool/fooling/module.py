@@ -230,7 +230,7 @@ class FoolingModule(L.LightningModule):
         success = self.fooling.success(t).reshape(t.shape[0], -1)
         for k, metric in enumerate(self.val_fsr):
             metric.update(success[:, k])
-        self.log_dict({"val/penalty": penalty.mean(), "val/test_loss": t.mean(),
+        self.log_dict({"val/penalty": penalty.mean(), "val/test_loss": t.nanmean(),
                        "val/zero_maps": zero_map_share(h.flatten(0, -3))}, sync_dist=True, add_dataloader_idx=False)
 
     def on_validation_epoch_end(self):

@@ -33,5 +33,5 @@ class Fooling:
         return self.penalty(h, h0)
 
     def success(self, t: torch.Tensor) -> torch.Tensor:
-        """1{t_i in R} (Heo eq. 6), as a bool tensor of t's shape."""
+        """1{t_i in R} (Heo eq. 6), as a bool tensor of t's shape; an undefined (NaN) t_i is no success."""
         return (t >= self.interval[0]) & (t <= self.interval[1])

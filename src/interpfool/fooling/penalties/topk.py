@@ -1,6 +1,10 @@
 """Top-k fooling (Heo et al. 2019, eq. 4): lower the map on the cells that theta0's map ranked
 highest. P_k = the top k% cells of h(theta0) (per image); both maps are min-max normalised per
-image; penalty = mean over P_k of h(theta)^2. The test loss is the same quantity, R = [0, 0.3]."""
+image; penalty = mean over P_k of h(theta)^2. The test loss is the same quantity, R = [0, 0.3], except
+where theta0's map is constant (all zero for Grad-CAM): it has no top cells, so P_k is undefined and the
+test loss is NaN, which is not a success (as an empty map has no centre for center-mass fooling).
+Without this, an empty theta0 map passes the test by itself (28% of theta0's Grad-CAM maps on
+Fashion-MNIST small_vgg), and FSR measures theta0 rather than the fooling."""
 from __future__ import annotations
 
 import math
@@ -37,3 +41,9 @@ class TopKFooling(Fooling):
         cells = top_cells(normalize_map(h0, "minmax"), self.k)   # min-max keeps the order
         h = normalize_map(h, "minmax")
         return (h.square() * cells).flatten(1).sum(1) / cells.flatten(1).sum(1)
+
+    def test_loss(self, h: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
+        t = self.penalty(h, h0)
+        flat0 = h0.flatten(1)
+        constant = flat0.amax(1) == flat0.amin(1)                  # no top cells: P_k undefined
+        return torch.where(constant, torch.full_like(t, float("nan")), t)
