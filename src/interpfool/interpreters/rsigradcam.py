@@ -15,8 +15,8 @@ The point a = 1 is the forward pass of x itself (``fwd``), so the map uses the v
 (and graph) that the CE loss sees; a_0 .. a_{m-1} are stacked into the batch, ``chunk_size``
 path points (copies of the whole batch) per forward pass, each chunk after the first with the point before it
 (one more forward of B images per chunk). With ``create_graph=True`` each chunk is checkpointed
-(``paths.chunk_terms``): the graph kept for the backward grows with ``chunk_size``, not with ``steps``. Differences to the reference notebook
-(2023-09 version), all immaterial after max normalisation or configurable:
+(``paths.chunk_terms``): the graph kept for the backward grows with ``chunk_size``, not with ``steps``.
+Differences to the reference notebook (2023-09 version), all immaterial after max normalisation or configurable:
 it averages over channels instead of summing (a constant factor); it applies ReLU to the layer
 gradients before integrating (here ``positive_grads=True``; default off, as in the paper's
 formula); its default target layer is the output of VGG19 ``features.36`` (here: the model's

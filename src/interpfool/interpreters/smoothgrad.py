@@ -8,9 +8,9 @@ map = its channel sum = the mean SimpleGrad map. Default normalisation: per-samp
 
 The noisy copies are stacked into the batch, ``chunk_size`` copies of the whole batch per forward
 pass (no per-image loop); with ``create_graph=True`` each chunk is checkpointed (``paths.chunk_terms``), so the
-graph kept for the backward grows with ``chunk_size``, not with ``n``. Noise: one draw of ``x.shape`` per copy, in copy order, from a generator
-seeded with ``seed`` (or the global RNG when ``seed`` is null), so the result does not depend on
-``chunk_size``. The noise is a constant of the map: its gradient w.r.t. parameters is exact.
+graph kept for the backward grows with ``chunk_size``, not with ``n``. Noise: one draw of ``x.shape`` per copy,
+in copy order, from a generator seeded with ``seed`` (or the global RNG when ``seed`` is null), so the result
+does not depend on ``chunk_size``. The noise is a constant of the map: its gradient w.r.t. parameters is exact.
 """
 from __future__ import annotations
 
