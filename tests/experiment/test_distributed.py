@@ -91,6 +91,7 @@ def _trainer(world: int, other_rank_bad: bool):
 
 
 def test_nan_on_another_rank_stops_this_rank_too():
+    """The fallback (an optimizer that cannot skip a step on the device): a host read, all-reduced by Lightning."""
     from interpfool.experiment.callbacks import NonFiniteLoss, StopOnNonFiniteLoss
 
     trainer, reduced = _trainer(2, other_rank_bad=True)
@@ -99,6 +100,60 @@ def test_nan_on_another_rank_stops_this_rank_too():
     assert reduced == ["max"]
     trainer, _ = _trainer(2, other_rank_bad=False)
     StopOnNonFiniteLoss(1).on_before_backward(trainer, None, torch.tensor(1.0))   # all finite: goes on
+
+
+@pytest.mark.parametrize("arrived", ["cpu", "event"])
+def test_on_the_device_an_inf_loss_on_another_rank_with_finite_gradients_here_stops_this_rank_too(monkeypatch,
+                                                                                                   arrived):
+    """The device path under DDP: this rank's loss and (all-reduced) gradients are finite, another rank's loss is
+    Inf; the flags' all-reduce (max) makes this rank skip the step too (found_inf) and raise. With an event (a GPU)
+    the host read is taken a fixed ``every`` steps after its copy, waiting if needed, never on whether the copy
+    happens to have arrived, so every rank raises at the same step."""
+    from interpfool.experiment import callbacks as guards
+    from interpfool.experiment.callbacks import NonFiniteLoss, StopOnNonFiniteLoss
+
+    class NeverQueried:
+        waited = 0
+
+        def query(self):
+            raise AssertionError("under DDP the read must not depend on when the copy arrives")
+
+        def synchronize(self):
+            NeverQueried.waited += 1
+    if arrived == "event":
+        monkeypatch.setattr(guards, "_device_event", lambda device: NeverQueried())
+    reduced = []
+
+    def all_reduce(t, op):
+        reduced.append((op, t.clone()))
+        t.copy_(torch.maximum(t, torch.tensor([float(len(reduced) == 2)] * 2)))   # the other rank: Inf at 2nd step
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "all_reduce", all_reduce)
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.Adam([p], lr=0.1, fused=True)
+    trainer = SimpleNamespace(global_step=5, world_size=2, global_rank=0, optimizers=[opt], precision_plugin=None)
+    guard, after_5 = StopOnNonFiniteLoss(1), None
+
+    def step(n):
+        trainer.global_step = n
+        p.grad = torch.full((3,), 0.5)
+        guard.on_before_backward(trainer, None, torch.tensor(1.0))
+        guard.on_before_optimizer_step(trainer, None, opt)
+        opt.step()
+    step(5)
+    after_5 = p.detach().clone()
+    stop = pytest.raises(NonFiniteLoss, match=r"non-finite on another rank \(here 1.0\) at step 6 \(rank 0\)")
+    if arrived == "cpu":
+        with stop:
+            step(6)                  # raised before step 6's optimizer step
+    else:
+        step(6)                      # read: step 5's copy (clean); step 6 skipped on the device
+        with stop:
+            step(7)                  # read: step 6's copy, one step after it was queued, on every rank alike
+        assert NeverQueried.waited == 2
+    assert [op for op, _ in reduced] == [torch.distributed.ReduceOp.MAX] * len(reduced)
+    assert torch.equal(reduced[1][1], torch.zeros(2))          # this rank: loss and gradients finite
+    assert float(opt.found_inf) == 1.0 and torch.equal(p.detach(), after_5)
 
 
 def test_eval_device_follows_trainer_accelerator(monkeypatch):

@@ -5,9 +5,13 @@ The step runs on the ``meta`` device (shapes, no data), under a ``TorchDispatchM
   ``float()``, ``bool()``, ``int()``), ``is_nonzero``, ``equal``, ``nonzero`` (boolean-mask indexing, ``where``
   with one argument), ``masked_select``, ``unique*``; on meta they get a stand-in result (0 / empty);
 * a host-to-device copy: ``_to_copy`` / ``copy_`` whose source is a CPU tensor and whose result is on meta
-  (``torch.tensor(..., device=x.device)``, ``cpu_tensor.to(x.device)``).
+  (``torch.tensor(..., device=x.device)``, ``cpu_tensor.to(x.device)``);
+* a device-to-host copy (``copy_`` / ``_to_copy`` from meta to the CPU): with ``non_blocking=True`` a read that
+  waits for nothing (listed apart, not run: the host copy keeps its contents); a blocking one is a sync.
 On a CPU-only machine this finds what a CUDA step would wait for: meta stands in for the device, and the CPU is
 still the host. CPU tensors the optimizer keeps on purpose (Adam's ``step`` counter) are host work, not counted.
+The optimizer is the module's own (``configure_optimizers``: fused Adam, which torch's check is told meta supports,
+as CUDA does), and the NaN guard's events on meta are ready at once.
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ def _tensors(tree):
 class SyncCounter(TorchDispatchMode):
     def __init__(self, device: str = "meta"):
         super().__init__()
-        self.device, self.syncs, self.copies = device, [], []
+        self.device, self.syncs, self.copies, self.reads = device, [], [], []
 
     @staticmethod
     def _where() -> str:
@@ -58,6 +62,14 @@ class SyncCounter(TorchDispatchMode):
                     return func(*args, **kwargs)
             if name == "masked_select":
                 return torch.empty((0,), dtype=ins[0].dtype, device=self.device)
+        if name in COPY_OPS and ins:
+            src = ins[1] if name == "copy_" else ins[0]
+            to_host = ins[0].device.type == "cpu" if name == "copy_" else \
+                torch.device(kwargs.get("device") or src.device).type == "cpu"
+            if src.device.type == self.device and to_host:
+                blocking = not kwargs.get("non_blocking", args[2] if name == "copy_" and len(args) > 2 else False)
+                (self.syncs if blocking else self.reads).append(f"{name} to host @ {self._where()}")
+                return ins[0] if name == "copy_" else torch.zeros(src.shape, dtype=kwargs.get("dtype") or src.dtype)
         out = func(*args, **kwargs)
         if name in COPY_OPS:
             src = ins[1] if name == "copy_" else ins[0]
@@ -84,14 +96,37 @@ class HostDataMode(TorchFunctionMode):
 
 
 class _StubTrainer:
-    training, global_step, world_size, global_rank = True, 0, 1, 0
+    training, global_step, world_size, global_rank, precision_plugin = True, 0, 1, 0, None
+    optimizers: list = []
+
+
+class _ReadyEvent:
+    def query(self):
+        return True
+
+    def synchronize(self):
+        pass
 
 
 def fooling_step_counts(fooling_name: str, interp_name: str, steps: int = 2, batch: int = 4, size: int = 32,
-                        cache: bool = True, callbacks=()) -> list[tuple[list[str], list[str]]]:
-    """(syncs, copies) of each of ``steps`` training steps of the fooling module on meta tensors: the module's
-    ``training_step`` (objective, logging values), the callbacks' ``on_before_backward``, the backward and an
-    Adam step. Passive foolings use the theta0 map cache over an indexed batch when ``cache``."""
+                        cache: bool = True, callbacks=()) -> list[tuple[list[str], list[str], list[str]]]:
+    """(syncs, host-to-device copies, non-blocking device-to-host copies) of each of ``steps`` training steps of the
+    fooling module on meta tensors: the module's ``training_step`` (objective, logging values), the callbacks'
+    ``on_before_backward``, the backward, the callbacks' ``on_before_optimizer_step`` and the module's optimizer
+    step. Passive foolings use the theta0 map cache over an indexed batch when ``cache``."""
+    from unittest import mock
+
+    from torch.optim import optimizer as optim_base
+
+    from interpfool.experiment import callbacks as guards
+
+    fused_devices = optim_base._get_fused_kernels_supported_devices
+    with mock.patch.object(optim_base, "_get_fused_kernels_supported_devices", lambda: [*fused_devices(), "meta"]), \
+            mock.patch.object(guards, "_device_event", lambda device: _ReadyEvent()):
+        return _counts(fooling_name, interp_name, steps, batch, size, cache, callbacks)
+
+
+def _counts(fooling_name, interp_name, steps, batch, size, cache, callbacks):
     import functools
 
     from interpfool import interpreters, models
@@ -116,7 +151,8 @@ def fooling_step_counts(fooling_name: str, interp_name: str, steps: int = 2, bat
     module.log = lambda name, value, **kw: logged.append((name, value))
     module.log_dict = lambda d, **kw: logged.extend(d.items())
     module = module.to("meta")._freeze_modes()
-    opt = torch.optim.Adam([p for p in module.net.parameters() if p.requires_grad], lr=1e-3)
+    opt = module.configure_optimizers()
+    trainer.optimizers = [opt]
     out = []
     for step in range(steps):
         trainer.global_step = step
@@ -135,8 +171,10 @@ def fooling_step_counts(fooling_name: str, interp_name: str, steps: int = 2, bat
             for cb in callbacks:
                 cb.on_before_backward(trainer, module, loss)
             loss.backward()
+            for cb in callbacks:
+                cb.on_before_optimizer_step(trainer, module, opt)
             opt.step()
             opt.zero_grad()
         logged.clear()
-        out.append((counter.syncs, counter.copies))
+        out.append((counter.syncs, counter.copies, counter.reads))
     return out

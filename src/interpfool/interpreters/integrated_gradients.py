@@ -5,7 +5,9 @@ IG_i(x) = (x_i - x'_i) * int_0^1 dS(x' + a (x - x'))/dx_i da          (eq. 1)
                                                                          a_k = k/m, w_k = 1/m)
 
 The path samples are stacked into the batch, ``chunk_size`` path points (each one a copy of the
-whole batch, i.e. ``chunk_size * B`` images) per forward pass; no per-image loop. Completeness
+whole batch, i.e. ``chunk_size * B`` images) per forward pass; no per-image loop. With ``create_graph=True`` each
+chunk is checkpointed (``paths.chunk_terms``): the graph kept for the backward grows with ``chunk_size``, not
+with ``steps``. Completeness
 (Prop. 1: sum_i IG_i = S(x) - S(x')) holds up to the quadrature error.
 Attribution: per channel, signed; map = channel sum, signed; default normalisation: max |.|.
 """
@@ -17,7 +19,7 @@ import torch
 
 from interpfool.interpreters.base import Forward, Interpreter, class_score
 from interpfool.interpreters.paths import (IMAGENET_MEAN, IMAGENET_STD, METHODS, BaselineSpec, as_graph_input,
-                                           check_baseline, check_positive_int, chunks, interpolate,
+                                           check_baseline, check_positive_int, chunk_terms, interpolate,
                                            make_baseline, quadrature)
 from interpfool.interpreters.registry import register
 
@@ -53,14 +55,18 @@ class IntegratedGradients(Interpreter):
         base = self.baseline_for(x)
         alphas, weights = quadrature(self.method, self.steps, x.dtype, x.device)
         shape = (-1, *x.shape)
-        integral = torch.zeros_like(x)
-        for part in chunks(self.steps, self.chunk_size):
+
+        def chunk_sum(part: slice, x: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
             xs = as_graph_input(interpolate(base, x, alphas[part]))
             k = xs.shape[0] // x.shape[0]
             score = class_score(self.net(xs), index.repeat(k), self.score).sum()
             (grad,) = torch.autograd.grad(score, xs, create_graph=create_graph)
             # sum_k w_k dS/dx at x' + a_k (x - x')  (eq. 3 with the rule's nodes and weights)
-            integral = integral + (weights[part].view(-1, 1, 1, 1, 1) * grad.view(shape)).sum(0)
+            return (weights[part].view(-1, 1, 1, 1, 1) * grad.view(shape)).sum(0)
+
+        integral = torch.zeros_like(x)
+        for part_sum in chunk_terms(chunk_sum, self.steps, self.chunk_size, create_graph, x, base):
+            integral = integral + part_sum
         return (x - base) * integral  # eq. 1 / 3: (x - x') times the path-averaged gradient
 
     def reduce_channels(self, attribution: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 
 import math
-from typing import Iterator, Sequence, Union
+from typing import Any, Callable, Iterator, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -137,6 +137,43 @@ def chunks(total: int, size: int | None) -> Iterator[slice]:
     size = total if size is None else size
     for start in range(0, total, size):
         yield slice(start, min(start + size, total))
+
+
+def checkpointed(total: int, size: int | None, create_graph: bool) -> bool:
+    """Whether ``chunk_terms`` checkpoints its chunks: a graph is kept and there is more than one chunk."""
+    return create_graph and size is not None and size < total and torch.is_grad_enabled()
+
+
+def chunk_terms(term: Callable[..., Any], total: int, size: int | None, create_graph: bool,
+                *tensors: torch.Tensor) -> Iterator[Any]:
+    """``term(part, *tensors)`` for each chunk ``part`` of range(total) (``chunks``), in order.
+
+    With ``create_graph`` (the map will be differentiated) and more than one chunk, each call runs under
+    non-reentrant activation checkpointing (``torch.utils.checkpoint``, ``use_reentrant=False``): autograd keeps
+    its outputs but none of the tensors the chunk's forward and first-order gradient saved, and rebuilds them
+    in the backward, one chunk at a time; so what a map holds for the backward grows with ``size``, not with
+    ``total``. Gradients still flow through ``torch.autograd.grad`` and the real graph (nothing is detached).
+    Cost: the chunk's forward runs a second time for its own first-order gradient (the checkpoint discarded
+    what it saved) and a third time in the backward; a model in train mode would update BatchNorm statistics
+    on each run. ``tensors`` are passed as arguments so that the checkpoint restores their devices' RNG state
+    for the recomputation (the global-RNG noise is redrawn identically). A first-order gradient taken inside
+    ``term`` runs on a recomputation of the chunk, and the checkpoint keeps what it recomputed until it is used:
+    that gradient must reach every tensor the chunk saved (w.r.t. the chunk's input does), or the rest stays
+    alive until the backward. ``tensors[0]`` is the batch the samples are built from: checkpointed, one that
+    takes no gradient is replaced by a leaf copy that does (B images), so the stacked samples are not leaves
+    (``as_graph_input``): a leaf is held by its gradient accumulator as long as the graph lives, which would
+    keep every chunk's stack of samples. Without ``create_graph`` no chunk's graph outlives its own gradient:
+    plain calls."""
+    if not checkpointed(total, size, create_graph):
+        for part in chunks(total, size):
+            yield term(part, *tensors)
+        return
+    from torch.utils.checkpoint import checkpoint
+
+    if not tensors[0].requires_grad:
+        tensors = (tensors[0].detach().requires_grad_(True), *tensors[1:])
+    for part in chunks(total, size):
+        yield checkpoint(term, part, *tensors, use_reentrant=False)
 
 
 def interpolate(baseline: torch.Tensor, x: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:

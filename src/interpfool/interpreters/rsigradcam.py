@@ -13,8 +13,10 @@ so that sum_kij I^k_ij -> S(x) - S(x') as m grows (chain rule: dS/da = <g, dA/da
 
 The point a = 1 is the forward pass of x itself (``fwd``), so the map uses the very activations
 (and graph) that the CE loss sees; a_0 .. a_{m-1} are stacked into the batch, ``chunk_size``
-path points (copies of the whole batch) per forward pass. Differences to the reference notebook
-(2023-09 version), all immaterial after max normalisation or configurable:
+path points (copies of the whole batch) per forward pass, each chunk after the first with the point before it
+(one more forward of B images per chunk). With ``create_graph=True`` each chunk is checkpointed
+(``paths.chunk_terms``): the graph kept for the backward grows with ``chunk_size``, not with ``steps``.
+Differences to the reference notebook (2023-09 version), all immaterial after max normalisation or configurable:
 it averages over channels instead of summing (a constant factor); it applies ReLU to the layer
 gradients before integrating (here ``positive_grads=True``; default off, as in the paper's
 formula); its default target layer is the output of VGG19 ``features.36`` (here: the model's
@@ -30,7 +32,8 @@ import torch
 from interpfool.interpreters.base import Forward, class_score
 from interpfool.interpreters.gradcam import _CamBase
 from interpfool.interpreters.paths import (IMAGENET_MEAN, IMAGENET_STD, BaselineSpec, as_graph_input, check_baseline,
-                                           check_positive_int, chunks, interpolate, make_baseline)
+                                           check_positive_int, checkpointed, chunk_terms, interpolate,
+                                           make_baseline)
 from interpfool.interpreters.registry import register
 
 
@@ -70,22 +73,30 @@ class RSIGradCAM(_CamBase):
         x, act = fwd.x, fwd.activations[self.layer]
         base = self.baseline_for(x)
         alphas = torch.arange(self.steps, dtype=x.dtype, device=x.device) / self.steps  # a_0 .. a_{m-1}
-        integral = torch.zeros_like(act)
-        prev_g = prev_a = None
-        for part in chunks(self.steps, self.chunk_size):
-            xs = as_graph_input(interpolate(base, x, alphas[part]))
-            k = xs.shape[0] // x.shape[0]
+        ckpt = checkpointed(self.steps, self.chunk_size, create_graph)
+
+        def chunk_sum(part: slice, x: torch.Tensor, base: torch.Tensor):
+            # from the point before the chunk (recomputed here, not carried over), so the pair that straddles
+            # two chunks is in the later one and no chunk's tensors are kept for the next
+            points = alphas[max(part.start - 1, 0):part.stop]
+            xs = as_graph_input(interpolate(base, x, points))
+            k = points.shape[0]
             with capture_inputs(self.net, [self.layer]) as store:
                 logits = self.net(xs)
             acts = store[self.layer]
             score = class_score(logits, index.repeat(k), self.score).sum()
-            (grads,) = torch.autograd.grad(score, acts, create_graph=create_graph)
+            # checkpointed, this gradient is taken on a recomputation of the chunk, which keeps what it recomputed
+            # until it is used: asking for d score / d xs too (not used) uses the layers below the target layer as
+            # well, so nothing recomputed is kept until the backward (tests/interpreters/test_chunk_memory.py)
+            wrt = (acts, xs) if ckpt else (acts,)
+            grads = torch.autograd.grad(score, wrt, create_graph=create_graph)[0]
             acts, grads = acts.view(k, *act.shape), self._grad(grads).view(k, *act.shape)
-            if prev_a is not None:                       # the pair that straddles two chunks
-                acts, grads = torch.cat([prev_a[None], acts]), torch.cat([prev_g[None], grads])
             # trapezoid Riemann-Stieltjes terms (g_j + g_{j+1}) / 2 * (A_{j+1} - A_j)
-            integral = integral + ((grads[1:] + grads[:-1]) / 2 * (acts[1:] - acts[:-1])).sum(0)
-            prev_a, prev_g = acts[-1], grads[-1]
+            return ((grads[1:] + grads[:-1]) / 2 * (acts[1:] - acts[:-1])).sum(0), acts[-1], grads[-1]
+
+        integral = torch.zeros_like(act)
+        for part_sum, prev_a, prev_g in chunk_terms(chunk_sum, self.steps, self.chunk_size, create_graph, x, base):
+            integral = integral + part_sum
         g_end = self._grad(self.grad_of_score(fwd, index, act, create_graph))   # a_m = 1: the real input
         return integral + (prev_g + g_end) / 2 * (act - prev_a)
 

@@ -7,16 +7,17 @@ i.e. the noise level is relative to each sample's input range (Smilkov et al. re
 map = its channel sum = the mean SimpleGrad map. Default normalisation: per-sample max.
 
 The noisy copies are stacked into the batch, ``chunk_size`` copies of the whole batch per forward
-pass (no per-image loop). Noise: one draw of ``x.shape`` per copy, in copy order, from a generator
-seeded with ``seed`` (or the global RNG when ``seed`` is null), so the result does not depend on
-``chunk_size``. The noise is a constant of the map: its gradient w.r.t. parameters is exact.
+pass (no per-image loop); with ``create_graph=True`` each chunk is checkpointed (``paths.chunk_terms``), so the
+graph kept for the backward grows with ``chunk_size``, not with ``n``. Noise: one draw of ``x.shape`` per copy,
+in copy order, from a generator seeded with ``seed`` (or the global RNG when ``seed`` is null), so the result
+does not depend on ``chunk_size``. The noise is a constant of the map: its gradient w.r.t. parameters is exact.
 """
 from __future__ import annotations
 
 import torch
 
 from interpfool.interpreters.base import Forward, Interpreter, class_score
-from interpfool.interpreters.paths import as_graph_input, check_positive_int, chunks
+from interpfool.interpreters.paths import as_graph_input, check_positive_int, chunk_terms
 from interpfool.interpreters.registry import register
 
 
@@ -59,14 +60,24 @@ class SmoothGrad(Interpreter):
     def attribution_raw(self, fwd: Forward, index: torch.Tensor, create_graph: bool) -> torch.Tensor:
         x = fwd.x
         std, gen = self.noise_std(x), self._generator(x)
-        total = torch.zeros_like(x)
-        for part in chunks(self.n, self.chunk_size):
+        starts: dict[int, torch.Tensor] = {}   # the generator's state at each chunk's start
+
+        def chunk_sum(part: slice, x: torch.Tensor) -> torch.Tensor:
             k = part.stop - part.start
+            if gen is not None:                # a recomputed chunk (checkpointing) draws the same noise
+                if part.start in starts:
+                    gen.set_state(starts[part.start])
+                else:
+                    starts[part.start] = gen.get_state()
             noise = torch.cat([self._draw(x, std, gen) for _ in range(k)])   # copy-major, k * B rows
             xs = as_graph_input(x.repeat(k, *([1] * (x.dim() - 1))) + noise)
             score = class_score(self.net(xs), index.repeat(k), self.score).sum()
             (grad,) = torch.autograd.grad(score, xs, create_graph=create_graph)
-            total = total + grad.abs().view(k, *x.shape).sum(0)      # Smilkov Sec. 3: sum of SimpleGrad maps
+            return grad.abs().view(k, *x.shape).sum(0)      # Smilkov Sec. 3: sum of SimpleGrad maps
+
+        total = torch.zeros_like(x)
+        for part_sum in chunk_terms(chunk_sum, self.n, self.chunk_size, create_graph, x):
+            total = total + part_sum
         return total / self.n
 
     def reduce_channels(self, attribution: torch.Tensor) -> torch.Tensor:
