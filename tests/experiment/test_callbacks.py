@@ -28,10 +28,12 @@ class NaNAtStep(FoolingModule):
 
 
 def _module(**kw) -> NaNAtStep:
+    """The device path (fused Adam's found_inf), forced on the CPU: ``fused_adam=True`` unless ``kw`` says."""
     torch.manual_seed(0)
     net = models.build("small_vgg", num_classes=3, width=4, hidden=8)
     module = NaNAtStep(net, functools.partial(interpreters.REGISTRY["gradcam"]), LocationFooling(), lam=1.0,
                        lr=1e-3, target="pred")
+    module.fused_adam = True
     for k, v in kw.items():
         setattr(module, k, v)
     return module
@@ -87,6 +89,18 @@ def test_nan_loss_stops_before_the_update_and_keeps_the_last_checkpoint(tmp_path
     saved = torch.load(tmp_path / "last.ckpt", weights_only=False)
     assert saved["global_step"] == 3
     assert torch.equal(saved["state_dict"]["net.features.0.weight"], snapshots[-1]["features.0.weight"])
+
+
+def test_the_cpu_keeps_default_adam_and_the_guard_still_stops_before_the_update(tmp_path):
+    """fused_adam=None on the CPU: torch's default Adam (the numbers measured on CPUs stay bit for bit) and the
+    guard's host read, which on the CPU waits for no device: the NaN step stops before it changes theta*."""
+    module = _module(fused_adam=None)
+    assert not module.configure_optimizers().defaults.get("fused")
+    snaps = Snapshots()
+    with pytest.raises(NonFiniteLoss, match="at step 3"):
+        _fit(module, tmp_path, StopOnNonFiniteLoss(1, str(tmp_path)), snaps)
+    assert len(snaps.params) == 3                       # steps 0, 1, 2 finished; step 3 stopped
+    assert all(torch.equal(v, snaps.params[-1][k]) for k, v in module.net.state_dict().items())
 
 
 def test_the_module_uses_fused_adam_and_it_matches_the_default_adam():
