@@ -18,7 +18,7 @@ def _fake_run(folder, seed, model="small_vgg", fsr=0.9, drop=1.0, interp="gradca
               "accuracy": {"theta0": {"top1": acc0, "top5": 0.99}, "theta_star": {"top1": acc1, "top5": 0.98}},
               "top1_drop_points": 100 * (acc0 - acc1),
               "fsr": {"gradcam": {"theta0": 0.0, "theta_star": fsr}, "lrpT": {"theta0": 0.01, "theta_star": fsr / 2}},
-              "zero_map_share": {"gradcam": {"theta0": 0.0, "theta_star": 0.1}},
+              "zero_map_share": {"gradcam": {"theta0": 0.2, "theta_star": 0.1}},
               "localisation": {"gradcam": {"theta0": {"mass_inside": 0.5, "pointing_game": 1.0},
                                            "theta_star": {"mass_inside": 0.2 + seed / 100, "pointing_game": 0.0}}},
               "selected": {"weights": "best", "step": 100 * (seed + 1)}, "steps": 300, "fooling_seconds": 10.0}
@@ -45,6 +45,15 @@ def test_records_are_means_and_sample_stds_over_seeds(tmp_path):
     assert r["fsr_theta0_mean"] == 0.0 and r["top5_drop_mean"] == pytest.approx(1.0)
     assert r["mass_inside_theta_star_mean"] == pytest.approx(0.21)
     assert r["selected_step"] == [100, 200, 300]
+    assert r["zero_maps_theta0_mean"] == pytest.approx(0.2) and r["zero_maps_mean"] == pytest.approx(0.1)
+    row = grid_summary.to_markdown(recs).splitlines()[2].split(" | ")
+    assert row[-4:-2] == ["20.0 ± 0.0", "10.0 ± 0.0"]      # empty maps theta0, theta*
+    assert row[-1] == "- |"                                 # no within_budget recorded: no selection shown
+
+
+def test_within_budget_counts_the_selections_that_held(tmp_path):
+    assert grid_summary._budget([True, False, True]) == "2/3"
+    assert grid_summary._budget([None, None]) == "-"
 
 
 def test_a_seed_given_twice_is_refused(tmp_path):

@@ -123,6 +123,12 @@ def _pts(mean: float | None, std: float | None) -> str:
     return "" if mean is None else f"{mean:.2f} ± {std:.2f}"
 
 
+def _budget(flags: list) -> str:
+    """'k/n' validations kept within the top-1 budget; '-' where no selection was made (select.weights=last)."""
+    known = [f for f in flags if f is not None]
+    return f"{sum(bool(f) for f in known)}/{len(known)}" if known else "-"
+
+
 def to_markdown(recs: list[dict[str, Any]]) -> str:
     """The main table (one row per cell) and the transfer matrices (one per data x fooling x model)."""
     header = ["model", "fooling", "fooled through", "seeds", "FSR θ* (%)", "FSR θ0 (%)", "top-1 drop (pt)",
@@ -141,7 +147,7 @@ def to_markdown(recs: list[dict[str, Any]]) -> str:
             _pts(r["top5_drop_mean"], r["top5_drop_std"]), *mass,
             _pct(r["zero_maps_theta0_mean"], r["zero_maps_theta0_std"]), _pct(r["zero_maps_mean"], r["zero_maps_std"]),
             ",".join(str(s) for s in r["selected_step"]),
-            f"{sum(bool(w) for w in r['within_budget'])}/{len(r['within_budget'])}"]) + " |")
+            _budget(r["within_budget"])]) + " |")
     blocks = ["\n".join(lines)]
     groups: dict[tuple, list[dict]] = {}
     for r in recs:
