@@ -25,14 +25,14 @@ class StopOnNonFiniteLoss(L.Callback):
     """Stops training when the loss or its gradient is NaN/Inf, and no step from that one on changes the weights.
 
     On the device (the optimizer skips a step itself when it has a ``found_inf`` tensor, as fused Adam does:
-    ``_step_supports_amp_scaling``; ``FoolingModule`` uses fused Adam where the kernels exist): after the backward,
+    ``_step_supports_amp_scaling``; ``FoolingModule`` uses fused Adam on an accelerator): after the backward,
     every step's loss and gradients are checked on the device (the gradients by GradScaler's own non-finite check,
     at scale 1, which leaves them unchanged) into a sticky flag that is the optimizer's ``found_inf``, so the bad
     step and every later one skip the update on the device: parameters and Adam's moments and step count unchanged.
     The host learns of it from a copy of a 4-element record (first bad step, its loss, whether the loss was
     non-finite here / on some rank), queued every ``every`` steps without waiting (pinned memory) and read once
-    it has arrived (an event queried, never waited on), and raises then. On the CPU the copy is immediate: the bad
-    step raises before its optimizer step runs. Before a checkpoint is written and at the end of training the record
+    it has arrived (an event queried, never waited on), and raises then. With a fused optimizer on the CPU the copy
+    is immediate: the bad step raises before its optimizer step runs. Before a checkpoint is written and at the end of training the record
     is read at once (a wait there), so no checkpoint holds the steps after a bad one.
 
     Under DDP the gradients were all-reduced in the backward, so they are non-finite on every rank when they are
@@ -41,9 +41,10 @@ class StopOnNonFiniteLoss(L.Callback):
     host read is then taken a fixed ``every`` steps after its copy was queued (waiting for it if the host is that
     far ahead), so every rank raises at the same step and none is left waiting in the next collective.
 
-    Fallback, the old host read before the backward (one sync per check, a Lightning ``reduce`` under DDP): when the
-    optimizer does not take ``found_inf`` (fused kernels unavailable for the parameters' device or dtype, e.g.
-    non-floating parameters; several optimizers) or a GradScaler (``16-mixed``) owns ``found_inf``.
+    Fallback, the host read before the backward (one sync per check on an accelerator, a Lightning ``reduce`` under
+    DDP): when the optimizer does not take ``found_inf`` (torch's default Adam, which ``FoolingModule`` keeps on the
+    CPU, where the read waits for no device; fused kernels unavailable for the parameters' device or dtype; several
+    optimizers) or a GradScaler (``16-mixed``) owns ``found_inf``.
     ``every`` = 0 turns the guard off."""
 
     def __init__(self, every: int = 1, checkpoint_dir: str | None = None):
