@@ -30,7 +30,10 @@ CASES = [
     ("gradcam", {}), ("gradcam", {"score": "prob"}), ("gradcampp", {}), ("gradcam_pos", {}),
     ("simpleg", {}), ("simpleg", {"score": "prob"}), ("simplegT", {}), ("simplegT", {"score": "prob"}),
     ("gradinput", {}), ("gradinput", {"score": "prob"}),
-    ("smoothgrad", {"n": 3, "sigma": 0.1, "seed": 0, "chunk_size": 2}),
+    # portable noise (the default): with seed 0 one ReLU of this net sits within the step of its kink (numeric
+    # derivative 76.7 against -0.15); seeds 1-3 agree to <= 2e-7
+    ("smoothgrad", {"n": 3, "sigma": 0.1, "seed": 3, "chunk_size": 2}),
+    ("smoothgrad", {"n": 3, "sigma": 0.1, "seed": 0, "chunk_size": 2, "rng": "torch"}),
     ("ig", {"steps": 4, "baseline": "black", "chunk_size": 3}),
     ("rsigradcam", {"steps": 3, "chunk_size": 2}),
 ]

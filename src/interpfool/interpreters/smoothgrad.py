@@ -9,27 +9,39 @@ map = its channel sum = the mean SimpleGrad map. Default normalisation: per-samp
 The noisy copies are stacked into the batch, ``chunk_size`` copies of the whole batch per forward
 pass (no per-image loop); with ``create_graph=True`` each chunk is checkpointed (``paths.chunk_terms``), so the
 graph kept for the backward grows with ``chunk_size``, not with ``n``. Noise: one draw of ``x.shape`` per copy,
-in copy order, from a generator seeded with ``seed`` (or the global RNG when ``seed`` is null), so the result
-does not depend on ``chunk_size``. The noise is a constant of the map: its gradient w.r.t. parameters is exact.
+in copy order, so the result does not depend on ``chunk_size``. The noise is a constant of the map: its gradient
+w.r.t. parameters is exact.
+
+``rng="portable"`` (default): the noise of copy k is the counter-based stream ``portable_noise.normal`` of the
+seed, the same bits on the CPU and on CUDA (to float64 rounding of the Box-Muller transform), so a seeded map,
+and a seeded run's FSR, compare across devices. With ``seed`` null the stream's seed is drawn once per call
+from the global (CPU) RNG: fresh noise each call, reproducible under a seeded run. ``rng="torch"``: torch's
+generator of the input's device (``torch.Generator`` seeded with ``seed``, or the global one), which differs
+between the CPU and CUDA.
 """
 from __future__ import annotations
 
 import torch
 
+from interpfool.interpreters import portable_noise
 from interpfool.interpreters.base import Forward, Interpreter, class_score
 from interpfool.interpreters.paths import as_graph_input, check_positive_int, chunk_terms
 from interpfool.interpreters.registry import register
 
+RNGS = ("portable", "torch")
+PIECE = 1 << 22   # elements per portable draw
+
 
 @register("smoothgrad")
 class SmoothGrad(Interpreter):
-    """``n`` noisy copies, noise std ``sigma`` x (max - min) per sample, ``seed`` (null: global RNG),
-    ``chunk_size`` copies per forward pass (null: all at once)."""
+    """``n`` noisy copies, noise std ``sigma`` x (max - min) per sample, ``seed`` (null: drawn from the global RNG
+    each call), ``chunk_size`` copies per forward pass (null: all at once), ``rng`` portable | torch."""
 
     default_normalize = "max"
 
     def __init__(self, net, layer: str | None = None, score: str | None = None, normalize: str | None = None,
-                 n: int = 50, sigma: float = 0.15, seed: int | None = None, chunk_size: int | None = None):
+                 n: int = 50, sigma: float = 0.15, seed: int | None = None, chunk_size: int | None = None,
+                 rng: str = "portable"):
         super().__init__(net, layer=layer, score=score, normalize=normalize)
         check_positive_int("n", n)
         check_positive_int("chunk_size", chunk_size, allow_none=True)
@@ -37,7 +49,9 @@ class SmoothGrad(Interpreter):
             raise ValueError(f"sigma={sigma!r}; allowed: a number >= 0 (fraction of the input range)")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"seed={seed!r}; allowed: an integer or null")
-        self.n, self.sigma, self.seed, self.chunk_size = n, float(sigma), seed, chunk_size
+        if rng not in RNGS:
+            raise ValueError(f"rng={rng!r}; allowed: {', '.join(RNGS)}")
+        self.n, self.sigma, self.seed, self.chunk_size, self.rng = n, float(sigma), seed, chunk_size, rng
 
     def noise_std(self, x: torch.Tensor) -> torch.Tensor:
         """sigma * (max - min) of each sample, shaped to broadcast over x. A constant (no graph)."""
@@ -52,24 +66,44 @@ class SmoothGrad(Interpreter):
     def _draw(x: torch.Tensor, std: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
         return torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device) * std
 
+    def _stream_seed(self) -> int:
+        """The portable stream's seed of one call: ``seed``, or a fresh one from the global (CPU) RNG."""
+        return portable_noise.draw_seed() if self.seed is None else self.seed
+
+    def _portable(self, x: torch.Tensor, std: torch.Tensor, seed: int, first: int, k: int) -> torch.Tensor:
+        """Copies ``first .. first + k - 1`` of the portable stream, copy-major [k * B, ...], times ``std``."""
+        per = max(1, PIECE // x.numel())       # copies per draw: bounds the int64 / float64 temporaries
+        draws = [portable_noise.normal((min(per, first + k - j), *x.shape), seed, offset=j * x.numel(),
+                                       dtype=x.dtype, device=x.device) for j in range(first, first + k, per)]
+        return (torch.cat(draws) * std).flatten(0, 1)
+
     def noise(self, x: torch.Tensor) -> torch.Tensor:
         """The [n, B, C, H, W] noise that ``explain`` adds to x (reproducible when ``seed`` is set)."""
-        std, gen = self.noise_std(x), self._generator(x)
+        std = self.noise_std(x)
+        if self.rng == "portable":
+            return self._portable(x, std, self._stream_seed(), 0, self.n).view(self.n, *x.shape)
+        gen = self._generator(x)
         return torch.stack([self._draw(x, std, gen) for _ in range(self.n)])
 
     def attribution_raw(self, fwd: Forward, index: torch.Tensor, create_graph: bool) -> torch.Tensor:
         x = fwd.x
-        std, gen = self.noise_std(x), self._generator(x)
-        starts: dict[int, torch.Tensor] = {}   # the generator's state at each chunk's start
+        std = self.noise_std(x)
+        portable = self.rng == "portable"
+        seed = self._stream_seed() if portable else None    # once per call: every chunk reads the same stream
+        gen = None if portable else self._generator(x)
+        starts: dict[int, torch.Tensor] = {}   # torch rng: the generator's state at each chunk's start
 
         def chunk_sum(part: slice, x: torch.Tensor) -> torch.Tensor:
             k = part.stop - part.start
-            if gen is not None:                # a recomputed chunk (checkpointing) draws the same noise
-                if part.start in starts:
-                    gen.set_state(starts[part.start])
-                else:
-                    starts[part.start] = gen.get_state()
-            noise = torch.cat([self._draw(x, std, gen) for _ in range(k)])   # copy-major, k * B rows
+            if portable:                       # a recomputed chunk (checkpointing) reads the same draws
+                noise = self._portable(x, std, seed, part.start, k)
+            else:
+                if gen is not None:            # a recomputed chunk (checkpointing) draws the same noise
+                    if part.start in starts:
+                        gen.set_state(starts[part.start])
+                    else:
+                        starts[part.start] = gen.get_state()
+                noise = torch.cat([self._draw(x, std, gen) for _ in range(k)])   # copy-major, k * B rows
             xs = as_graph_input(x.repeat(k, *([1] * (x.dim() - 1))) + noise)
             score = class_score(self.net(xs), index.repeat(k), self.score).sum()
             (grad,) = torch.autograd.grad(score, xs, create_graph=create_graph)
