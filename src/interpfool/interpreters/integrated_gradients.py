@@ -6,8 +6,8 @@ IG_i(x) = (x_i - x'_i) * int_0^1 dS(x' + a (x - x'))/dx_i da          (eq. 1)
 
 The path samples are stacked into the batch, ``chunk_size`` path points (each one a copy of the
 whole batch, i.e. ``chunk_size * B`` images) per forward pass; no per-image loop. With ``create_graph=True`` each
-chunk is checkpointed (``paths.chunk_terms``): the graph kept for the backward grows with ``chunk_size``, not
-with ``steps``. Completeness
+chunk's graph is rebuilt in the backward (``paths.chunk_terms``): the memory kept for the backward and its peak
+grow with ``chunk_size``, not with ``steps``. Completeness
 (Prop. 1: sum_i IG_i = S(x) - S(x')) holds up to the quadrature error.
 Attribution: per channel, signed; map = channel sum, signed; default normalisation: max |.|.
 """
@@ -56,7 +56,7 @@ class IntegratedGradients(Interpreter):
         alphas, weights = quadrature(self.method, self.steps, x.dtype, x.device)
         shape = (-1, *x.shape)
 
-        def chunk_sum(part: slice, x: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        def chunk_sum(part: slice, x: torch.Tensor, base: torch.Tensor, create_graph: bool) -> torch.Tensor:
             xs = as_graph_input(interpolate(base, x, alphas[part]))
             k = xs.shape[0] // x.shape[0]
             score = class_score(self.net(xs), index.repeat(k), self.score).sum()
@@ -65,7 +65,8 @@ class IntegratedGradients(Interpreter):
             return (weights[part].view(-1, 1, 1, 1, 1) * grad.view(shape)).sum(0)
 
         integral = torch.zeros_like(x)
-        for part_sum in chunk_terms(chunk_sum, self.steps, self.chunk_size, create_graph, x, base):
+        for part_sum in chunk_terms(chunk_sum, self.steps, self.chunk_size, create_graph, x, base,
+                                     params=tuple(self.net.parameters())):
             integral = integral + part_sum
         return (x - base) * integral  # eq. 1 / 3: (x - x') times the path-averaged gradient
 

@@ -140,40 +140,80 @@ def chunks(total: int, size: int | None) -> Iterator[slice]:
 
 
 def checkpointed(total: int, size: int | None, create_graph: bool) -> bool:
-    """Whether ``chunk_terms`` checkpoints its chunks: a graph is kept and there is more than one chunk."""
+    """Whether ``chunk_terms`` recomputes its chunks in the backward: a graph is kept and there is more than one
+    chunk."""
     return create_graph and size is not None and size < total and torch.is_grad_enabled()
 
 
 def chunk_terms(term: Callable[..., Any], total: int, size: int | None, create_graph: bool,
-                *tensors: torch.Tensor) -> Iterator[Any]:
-    """``term(part, *tensors)`` for each chunk ``part`` of range(total) (``chunks``), in order.
+                *tensors: torch.Tensor, params: Sequence[torch.Tensor] = ()) -> Iterator[Any]:
+    """``term(part, *tensors, create_graph=...)`` for each chunk ``part`` of range(total) (``chunks``), in order.
 
-    With ``create_graph`` (the map will be differentiated) and more than one chunk, each call runs under
-    non-reentrant activation checkpointing (``torch.utils.checkpoint``, ``use_reentrant=False``): autograd keeps
-    its outputs but none of the tensors the chunk's forward and first-order gradient saved, and rebuilds them
-    in the backward, one chunk at a time; so what a map holds for the backward grows with ``size``, not with
-    ``total``. Gradients still flow through ``torch.autograd.grad`` and the real graph (nothing is detached).
-    Cost: the chunk's forward runs a second time for its own first-order gradient (the checkpoint discarded
-    what it saved) and a third time in the backward; a model in train mode would update BatchNorm statistics
-    on each run. ``tensors`` are passed as arguments so that the checkpoint restores their devices' RNG state
-    for the recomputation (the global-RNG noise is redrawn identically). A first-order gradient taken inside
-    ``term`` runs on a recomputation of the chunk, and the checkpoint keeps what it recomputed until it is used:
-    that gradient must reach every tensor the chunk saved (w.r.t. the chunk's input does), or the rest stays
-    alive until the backward. ``tensors[0]`` is the batch the samples are built from: checkpointed, one that
-    takes no gradient is replaced by a leaf copy that does (B images), so the stacked samples are not leaves
-    (``as_graph_input``): a leaf is held by its gradient accumulator as long as the graph lives, which would
-    keep every chunk's stack of samples. Without ``create_graph`` no chunk's graph outlives its own gradient:
-    plain calls."""
+    With ``create_graph`` (the map will be differentiated) and more than one chunk, each chunk is a
+    ``_RecomputedChunk``: its forward runs ``term`` with ``create_graph=False`` (the first-order gradient only, no
+    graph kept) and keeps nothing but ``tensors`` (the input-sized batch and baseline); its backward runs ``term``
+    again with ``create_graph=True`` and differentiates that graph w.r.t. ``tensors`` and ``params`` (the
+    double backward), one chunk at a time. So what a map holds for the backward, and the peak through the
+    backward, grow with ``size``, not with ``total``. Cost: the chunk's forward and first-order gradient run twice.
+
+    ``term`` may read other tensors from its closure only if no gradient is wanted through them: gradients reach
+    ``tensors`` and ``params`` (the model's parameters that require grad) alone. Random draws inside ``term`` are
+    replayed in the backward (the CPU's and the tensors' devices' RNG states are restored), and a model in train
+    mode would update BatchNorm statistics twice. The recomputed backward is not itself differentiable (no third
+    order). Why not ``torch.utils.checkpoint``: a first-order gradient taken inside a checkpointed chunk runs on a
+    recomputation that keeps every tensor the gradient does not unpack (a convolution's input, for a gradient
+    w.r.t. the chunk's input) until the backward; on ResNet50 that made chunking cost more memory than none
+    (tests/interpreters/test_chunk_memory.py). Without ``create_graph`` no chunk's graph outlives its own
+    gradient: plain calls."""
     if not checkpointed(total, size, create_graph):
         for part in chunks(total, size):
-            yield term(part, *tensors)
+            yield term(part, *tensors, create_graph=create_graph)
         return
-    from torch.utils.checkpoint import checkpoint
-
-    if not tensors[0].requires_grad:
-        tensors = (tensors[0].detach().requires_grad_(True), *tensors[1:])
+    params = tuple(p for p in params if p.requires_grad)
     for part in chunks(total, size):
-        yield checkpoint(term, part, *tensors, use_reentrant=False)
+        out = _RecomputedChunk.apply(term, part, len(tensors), *tensors, *params)
+        yield out[0] if len(out) == 1 else out
+
+
+def _devices(tensors: Sequence[torch.Tensor]) -> list[int]:
+    return sorted({t.device.index or 0 for t in tensors if t.device.type == "cuda"})
+
+
+class _RecomputedChunk(torch.autograd.Function):
+    """One chunk's term: values now, graph rebuilt in the backward (``chunk_terms``). Outputs: the term's tensors."""
+
+    @staticmethod
+    def forward(ctx, term, part, n_tensors, *inputs):
+        tensors, params = inputs[:n_tensors], inputs[n_tensors:]
+        ctx.term, ctx.part, ctx.n_tensors, ctx.params = term, part, n_tensors, params
+        ctx.devices = _devices(tensors)
+        ctx.cpu_rng = torch.get_rng_state()
+        ctx.cuda_rng = [torch.cuda.get_rng_state(d) for d in ctx.devices]
+        ctx.save_for_backward(*tensors)
+        with torch.enable_grad():
+            out = term(part, *(t.detach() for t in tensors), create_graph=False)
+        out = out if isinstance(out, tuple) else (out,)
+        # a view (e.g. the last path point's activations) would keep its whole chunk's storage alive: copy it out
+        return tuple(o.detach().clone() if o.untyped_storage().nbytes() > o.numel() * o.element_size() else o.detach()
+                     for o in out)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grad_outs):
+        tensors = ctx.saved_tensors
+        wants = ctx.needs_input_grad[3:]
+        leaves = [t.detach().requires_grad_(w) for t, w in zip(tensors, wants)]
+        with torch.random.fork_rng(devices=ctx.devices), torch.enable_grad():
+            torch.set_rng_state(ctx.cpu_rng)
+            for d, state in zip(ctx.devices, ctx.cuda_rng):
+                torch.cuda.set_rng_state(state, d)
+            out = ctx.term(ctx.part, *leaves, create_graph=True)
+        out = out if isinstance(out, tuple) else (out,)
+        pairs = [(o, g) for o, g in zip(out, grad_outs) if o.requires_grad and g is not None]
+        targets = [t for t, w in zip([*leaves, *ctx.params], wants) if w]
+        grads = iter(torch.autograd.grad([o for o, _ in pairs], targets, [g for _, g in pairs], allow_unused=True)
+                     if pairs and targets else [None] * len(targets))
+        return (None, None, None, *(next(grads) if w else None for w in wants))
 
 
 def interpolate(baseline: torch.Tensor, x: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:

@@ -14,8 +14,9 @@ so that sum_kij I^k_ij -> S(x) - S(x') as m grows (chain rule: dS/da = <g, dA/da
 The point a = 1 is the forward pass of x itself (``fwd``), so the map uses the very activations
 (and graph) that the CE loss sees; a_0 .. a_{m-1} are stacked into the batch, ``chunk_size``
 path points (copies of the whole batch) per forward pass, each chunk after the first with the point before it
-(one more forward of B images per chunk). With ``create_graph=True`` each chunk is checkpointed
-(``paths.chunk_terms``): the graph kept for the backward grows with ``chunk_size``, not with ``steps``.
+(one more forward of B images per chunk). With ``create_graph=True`` each chunk's graph is
+rebuilt in the backward (``paths.chunk_terms``): the memory kept for the backward grows with ``chunk_size``, not
+with ``steps``.
 Differences to the reference notebook (2023-09 version), all immaterial after max normalisation or configurable:
 it averages over channels instead of summing (a constant factor); it applies ReLU to the layer
 gradients before integrating (here ``positive_grads=True``; default off, as in the paper's
@@ -32,7 +33,7 @@ import torch
 from interpfool.interpreters.base import Forward, class_score
 from interpfool.interpreters.gradcam import _CamBase
 from interpfool.interpreters.paths import (IMAGENET_MEAN, IMAGENET_STD, BaselineSpec, as_graph_input, check_baseline,
-                                           check_positive_int, checkpointed, chunk_terms, interpolate,
+                                           check_positive_int, chunk_terms, interpolate,
                                            make_baseline)
 from interpfool.interpreters.registry import register
 
@@ -73,9 +74,8 @@ class RSIGradCAM(_CamBase):
         x, act = fwd.x, fwd.activations[self.layer]
         base = self.baseline_for(x)
         alphas = torch.arange(self.steps, dtype=x.dtype, device=x.device) / self.steps  # a_0 .. a_{m-1}
-        ckpt = checkpointed(self.steps, self.chunk_size, create_graph)
 
-        def chunk_sum(part: slice, x: torch.Tensor, base: torch.Tensor):
+        def chunk_sum(part: slice, x: torch.Tensor, base: torch.Tensor, create_graph: bool):
             # from the point before the chunk (recomputed here, not carried over), so the pair that straddles
             # two chunks is in the later one and no chunk's tensors are kept for the next
             points = alphas[max(part.start - 1, 0):part.stop]
@@ -85,17 +85,14 @@ class RSIGradCAM(_CamBase):
                 logits = self.net(xs)
             acts = store[self.layer]
             score = class_score(logits, index.repeat(k), self.score).sum()
-            # checkpointed, this gradient is taken on a recomputation of the chunk, which keeps what it recomputed
-            # until it is used: asking for d score / d xs too (not used) uses the layers below the target layer as
-            # well, so nothing recomputed is kept until the backward (tests/interpreters/test_chunk_memory.py)
-            wrt = (acts, xs) if ckpt else (acts,)
-            grads = torch.autograd.grad(score, wrt, create_graph=create_graph)[0]
+            grads = torch.autograd.grad(score, acts, create_graph=create_graph)[0]
             acts, grads = acts.view(k, *act.shape), self._grad(grads).view(k, *act.shape)
             # trapezoid Riemann-Stieltjes terms (g_j + g_{j+1}) / 2 * (A_{j+1} - A_j)
             return ((grads[1:] + grads[:-1]) / 2 * (acts[1:] - acts[:-1])).sum(0), acts[-1], grads[-1]
 
         integral = torch.zeros_like(act)
-        for part_sum, prev_a, prev_g in chunk_terms(chunk_sum, self.steps, self.chunk_size, create_graph, x, base):
+        for part_sum, prev_a, prev_g in chunk_terms(chunk_sum, self.steps, self.chunk_size, create_graph, x, base,
+                                                    params=tuple(self.net.parameters())):
             integral = integral + part_sum
         g_end = self._grad(self.grad_of_score(fwd, index, act, create_graph))   # a_m = 1: the real input
         return integral + (prev_g + g_end) / 2 * (act - prev_a)

@@ -7,8 +7,8 @@ i.e. the noise level is relative to each sample's input range (Smilkov et al. re
 map = its channel sum = the mean SimpleGrad map. Default normalisation: per-sample max.
 
 The noisy copies are stacked into the batch, ``chunk_size`` copies of the whole batch per forward
-pass (no per-image loop); with ``create_graph=True`` each chunk is checkpointed (``paths.chunk_terms``), so the
-graph kept for the backward grows with ``chunk_size``, not with ``n``. Noise: one draw of ``x.shape`` per copy,
+pass (no per-image loop); with ``create_graph=True`` each chunk's graph is rebuilt in the backward (``paths.chunk_terms``), so
+the memory the map keeps and its backward's peak grow with ``chunk_size``, not with ``n``. Noise: one draw of ``x.shape`` per copy,
 in copy order, so the result does not depend on ``chunk_size``. The noise is a constant of the map: its gradient
 w.r.t. parameters is exact.
 
@@ -93,12 +93,12 @@ class SmoothGrad(Interpreter):
         gen = None if portable else self._generator(x)
         starts: dict[int, torch.Tensor] = {}   # torch rng: the generator's state at each chunk's start
 
-        def chunk_sum(part: slice, x: torch.Tensor) -> torch.Tensor:
+        def chunk_sum(part: slice, x: torch.Tensor, create_graph: bool) -> torch.Tensor:
             k = part.stop - part.start
-            if portable:                       # a recomputed chunk (checkpointing) reads the same draws
+            if portable:                       # a recomputed chunk (in the backward) reads the same draws
                 noise = self._portable(x, std, seed, part.start, k)
             else:
-                if gen is not None:            # a recomputed chunk (checkpointing) draws the same noise
+                if gen is not None:            # a recomputed chunk (in the backward) draws the same noise
                     if part.start in starts:
                         gen.set_state(starts[part.start])
                     else:
@@ -110,7 +110,8 @@ class SmoothGrad(Interpreter):
             return grad.abs().view(k, *x.shape).sum(0)      # Smilkov Sec. 3: sum of SimpleGrad maps
 
         total = torch.zeros_like(x)
-        for part_sum in chunk_terms(chunk_sum, self.n, self.chunk_size, create_graph, x):
+        for part_sum in chunk_terms(chunk_sum, self.n, self.chunk_size, create_graph, x,
+                                     params=tuple(self.net.parameters())):
             total = total + part_sum
         return total / self.n
 
