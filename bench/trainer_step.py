@@ -58,7 +58,7 @@ def build(model_name: str, interp: str, device: torch.device, classes: int) -> F
     torch.manual_seed(0)
     net = models.build(model_name, num_classes=classes)
     return FoolingModule(net, functools.partial(interpreters.REGISTRY[interp]), LocationFooling(), lam=1.0, lr=1e-6,
-                         target="label").to(device)
+                         target="label").to(device)._freeze_modes()     # the fooled model stays in eval mode
 
 
 def trainer_seconds(module, loader, device, steps, warmup, progress_bar: bool) -> float:
