@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from interpfool import interpreters
+from interpfool.data.split_loaders import whole_splits
 from interpfool.experiment import distributed as dist_env
 from interpfool.experiment.callbacks import StopOnNonFiniteLoss
 from interpfool.experiment.cli import BadInput
@@ -160,9 +161,11 @@ def fit_loaders(data: Any, fooling: Fooling) -> tuple[Any, Any]:
 
 
 def eval_loaders(data: Any, split: str, fooling: Fooling) -> tuple[Any, Any]:
-    """(image loader of ``split``, held-out collage loader or None) for the end-of-run evaluation."""
-    loader = {"train": data.train_dataloader, "val": data.val_dataloader, "test": data.test_dataloader}[split]()
-    return loader, (data.collage_dataloader("val") if fooling.classes else None)
+    """(image loader of ``split``, held-out collage loader or None) for the end-of-run evaluation, which rank 0
+    runs alone: the val / test / collage loaders read the whole split, not rank 0's share."""
+    with whole_splits(data):
+        loader = {"train": data.train_dataloader, "val": data.val_dataloader, "test": data.test_dataloader}[split]()
+        return loader, (data.collage_dataloader("val") if fooling.classes else None)
 
 
 def _data_key_ignores(target: Any) -> tuple[str, ...]:
@@ -343,8 +346,9 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict | None
         trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=logger or False,
                             callbacks=callbacks, inference_mode=False, check_val_every_n_epoch=None,
                             num_sanity_val_steps=0, default_root_dir=str(run_dir), enable_model_summary=False,
-                            # the synthetic train loader shards itself across ranks and resumes mid-epoch
-                            use_distributed_sampler=not getattr(built.data, "resumable_train", False))
+                            # the data modules' loaders shard themselves across ranks (val / test without
+                            # padding; the synthetic train loader also resumes mid-epoch)
+                            use_distributed_sampler=not getattr(built.data, "shards_by_rank", False))
         rank_zero = dist_env.is_rank_zero()
         if rank_zero:
             (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))   # eval.py reads it
