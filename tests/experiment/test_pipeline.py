@@ -133,3 +133,16 @@ def test_fit_loaders_shard_by_rank_and_rank_0_evaluates_the_whole_split(monkeypa
     val, collages = eval_loaders(data, "val", swap)
     assert (len(val.sampler), len(collages.sampler)) == (5, 3)
     assert [len(b[0]) for b in val] == [2, 2, 1]
+
+
+def test_theta0_loaders_pin_only_when_theta0_trains_on_cuda(compose_cfg, monkeypatch):
+    from types import SimpleNamespace
+
+    from interpfool.data import SyntheticDataModule
+    from interpfool.experiment.pipeline import original_loaders
+
+    built = SimpleNamespace(data=SyntheticDataModule(image_size=32, train_size=4, val_size=2, test_size=2))
+    cfg = compose_cfg(TINY)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)    # no loader is iterated
+    assert [loader.pin_memory for loader in original_loaders(cfg, built, "gpu")] == [True, True]
+    assert [loader.pin_memory for loader in original_loaders(cfg, built, "cpu")] == [False, False]

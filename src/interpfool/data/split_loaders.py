@@ -13,6 +13,16 @@ from interpfool.data.rank_sampler import RankShardSampler
 from interpfool.data.resumable import ResumableLoader
 
 
+def cuda_pinning(run: Any) -> bool:
+    """Whether a run's DataLoaders pin host memory: only when it trains on CUDA, where pinned batches copy to
+    the GPU asynchronously; without CUDA pinning only warns. ``run``: the attached Lightning trainer (its
+    accelerator decides), an accelerator name ("gpu" / "cuda" / "auto", with CUDA available), or None."""
+    if isinstance(run, str):
+        return run.lower() in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+    from lightning.pytorch.accelerators import CUDAAccelerator
+    return isinstance(getattr(run, "accelerator", None), CUDAAccelerator)
+
+
 @contextmanager
 def whole_splits(data: Any) -> Iterator[None]:
     """Loaders that ``data`` builds inside read their whole split on this rank: rank 0 evaluates alone after
@@ -39,7 +49,8 @@ class SplitLoaders:
         inner = RandomSampler(data, generator=gen) if shuffle else SequentialSampler(data)
         sampler = RankShardSampler(inner, len(data), shuffle, self.seed, shard=not self.whole_splits)
         return DataLoader(data, batch_size=batch_size, sampler=sampler, generator=gen, drop_last=shuffle,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          pin_memory=cuda_pinning(getattr(self, "trainer", None)))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.dataset("train"), True, self.batch_size)
@@ -82,7 +93,7 @@ class IndexedTrainAndCollageLoaders(SplitLoaders):
         trainer = getattr(self, "trainer", None)
         return ResumableLoader(self.indexed_train_set(), self.batch_size, self.seed,
                                step_source=lambda: trainer.global_step if trainer is not None else 0,
-                               num_workers=self.num_workers)
+                               num_workers=self.num_workers, pin_memory=cuda_pinning(trainer))
 
     def collage_dataloader(self, split: str = "train", shuffle: bool | None = None) -> DataLoader:
         shuffle = split == "train" if shuffle is None else shuffle

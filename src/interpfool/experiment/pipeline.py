@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from interpfool import interpreters
-from interpfool.data.split_loaders import whole_splits
+from interpfool.data.split_loaders import cuda_pinning, whole_splits
 from interpfool.experiment import distributed as dist_env
 from interpfool.experiment.callbacks import StopOnNonFiniteLoss
 from interpfool.experiment.cli import BadInput
@@ -197,6 +197,14 @@ def original_seed(cfg: DictConfig) -> int:
     return int(cfg.seed if seed is None else seed)
 
 
+def original_loaders(cfg: DictConfig, built: Built, accelerator: str) -> tuple[DataLoader, DataLoader]:
+    """theta0's train (shuffled by its seed, drop_last) and val loaders; pinned when it trains on CUDA."""
+    pin = cuda_pinning(accelerator)
+    train = DataLoader(built.data.dataset("train"), batch_size=cfg.original.batch_size, shuffle=True,
+                       drop_last=True, generator=torch.Generator().manual_seed(original_seed(cfg)), pin_memory=pin)
+    return train, DataLoader(built.data.dataset("val"), batch_size=256, pin_memory=pin)
+
+
 def obtain_original(cfg: DictConfig, built: Built, accelerator: str) -> tuple[nn.Module, dict]:
     """theta0: pretrained / given weights as built, else the cached trained original, else train and cache it."""
     net = built.net
@@ -217,9 +225,7 @@ def obtain_original(cfg: DictConfig, built: Built, accelerator: str) -> tuple[nn
     seed_all(seed)   # initial weights, flip and dropout draws: a function of theta0's seed and config alone,
     # not of what the build drew before (the same cache key must mean the same weights, whatever the run seed)
     net.load_state_dict(instantiate(cfg.model).state_dict())   # fresh initial weights under theta0's seed
-    loader = DataLoader(built.data.dataset("train"), batch_size=cfg.original.batch_size, shuffle=True,
-                        drop_last=True, generator=torch.Generator().manual_seed(seed))
-    val = DataLoader(built.data.dataset("val"), batch_size=256)
+    loader, val = original_loaders(cfg, built, accelerator)
     trainer = L.Trainer(max_epochs=cfg.original.epochs, accelerator=accelerator, devices=1, logger=False,
                         deterministic=cfg.trainer.get("deterministic", False), enable_checkpointing=False,
                         enable_model_summary=False, callbacks=[RichProgressBar()],
