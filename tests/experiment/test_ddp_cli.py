@@ -2,7 +2,9 @@
 ranks started by torchrun / SLURM (environment variables set here, as those launchers set them) and by
 Lightning's own ``ddp`` launcher, including a local ``-m`` multirun. They check one theta0 training in
 total, one set of run files written by rank 0, evaluation on the training device, a NaN on one rank
-stopping every rank with exit code 3, and each multirun job running once in its own folder."""
+stopping every rank with exit code 3, each rank validating its own share of the val split, and each multirun
+job running once in its own folder."""
+import csv
 import json
 import os
 import socket
@@ -19,7 +21,8 @@ TINY_DDP = ["trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "trai
             "data.test_size=32", "data.batch_size=8", "model.width=4", "eval.figure_images=2"]
 RUN_FILES = ("config.yaml", "fooled.pt", "report.json", "heatmaps.png", "test_losses.csv")
 
-# Loaded by every process of a run (PYTHONPATH): rank 1's loss turns NaN at step 1 when INTERPFOOL_TEST_NAN is set.
+# Loaded by every process of a run (PYTHONPATH): rank 1's loss turns NaN at step 1 when INTERPFOOL_TEST_NAN is set;
+# with INTERPFOOL_TEST_VAL_DIR each rank records the images it validates.
 NAN_HOOK = '''
 import os
 if os.environ.get("INTERPFOOL_TEST_NAN"):
@@ -31,6 +34,15 @@ if os.environ.get("INTERPFOOL_TEST_NAN"):
             out["loss"] = out["loss"] * float("nan")
         return out
     FoolingModule.objective = objective
+if os.environ.get("INTERPFOOL_TEST_VAL_DIR"):   # each rank lists the pixel sums of the val images it validates
+    from interpfool.fooling.module import FoolingModule
+    _validation_step = FoolingModule.validation_step
+    def validation_step(self, batch, idx, dataloader_idx=0):
+        path = os.path.join(os.environ["INTERPFOOL_TEST_VAL_DIR"], f"rank{self.trainer.global_rank}.txt")
+        with open(path, "a") as f:
+            f.writelines(f"{float(x.sum()):.6f}\\n" for x in batch[0])
+        return _validation_step(self, batch, idx, dataloader_idx)
+    FoolingModule.validation_step = validation_step
 '''
 
 
@@ -107,6 +119,25 @@ def test_nan_on_one_rank_stops_every_rank_with_exit_3(tmp_path):
         assert p.returncode == 3, (rank, p.stderr[-3000:])
         assert "at step 1 (rank " in p.stderr.strip().splitlines()[-1]
     assert "loss is nan" in procs[1].stderr and "another rank" in procs[0].stderr
+
+
+def test_ranks_validate_disjoint_shares_and_rank0_reports_the_whole_split(tmp_path):
+    """5 val images in batches of 2 on 2 ranks: 3 + 2 images, each validated once (no padding duplicate, no
+    hang on the uneven shards); the synced val metrics and rank 0's report both cover all 5."""
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    procs = _external_ranks(tmp_path, "torchrun", ["logger=csv", "data.val_size=5", "data.eval_batch_size=2",
+                                                   "eval.split=val"], INTERPFOOL_TEST_VAL_DIR=str(seen))
+    for p in procs:
+        assert p.returncode == 0, p.stderr[-3000:]
+    shares = [(seen / f"rank{rank}.txt").read_text().split() for rank in (0, 1)]
+    assert [len(s) for s in shares] == [3, 2] and len(set(shares[0] + shares[1])) == 5
+    run = next((tmp_path / "outputs").iterdir())
+    report = json.loads((run / "report.json").read_text())
+    assert report["n_images"] == 5
+    rows = [r for r in csv.DictReader(open(run / "csv" / "metrics.csv")) if r.get("val/acc_top1")]
+    assert len(rows) == 1                 # one validation, at step 2: the weights the report evaluates
+    assert float(rows[0]["val/acc_top1"]) == pytest.approx(report["accuracy"]["theta_star"]["top1"])
 
 
 @pytest.mark.slow

@@ -114,3 +114,35 @@ def test_original_seed_shares_one_theta0_across_run_seeds(compose_cfg, tmp_path)
     b = torch.load(alone["original"]["path"], weights_only=True)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert first["seed"] == 1 and second["seed"] == 2
+
+
+def test_fit_loaders_shard_by_rank_and_rank_0_evaluates_the_whole_split(monkeypatch):
+    """Under DDP (world faked) training validates this rank's share; the evaluation after fit, which rank 0
+    runs alone while the process group still exists, reads every val image and collage."""
+    from types import SimpleNamespace
+
+    from interpfool.data import SyntheticDataModule, resumable
+    from interpfool.experiment.pipeline import eval_loaders, fit_loaders
+
+    monkeypatch.setattr(resumable, "_rank_world", lambda: (0, 2))
+    data = SyntheticDataModule(image_size=32, train_size=8, val_size=5, test_size=2, eval_batch_size=2,
+                               batch_size=2, collage_train_size=4, collage_val_size=3)
+    swap = SimpleNamespace(classes=(0, 1))
+    _, (val, collages) = fit_loaders(data, swap)
+    assert (len(val.sampler), len(collages.sampler)) == (3, 2)
+    val, collages = eval_loaders(data, "val", swap)
+    assert (len(val.sampler), len(collages.sampler)) == (5, 3)
+    assert [len(b[0]) for b in val] == [2, 2, 1]
+
+
+def test_theta0_loaders_pin_only_when_theta0_trains_on_cuda(compose_cfg, monkeypatch):
+    from types import SimpleNamespace
+
+    from interpfool.data import SyntheticDataModule
+    from interpfool.experiment.pipeline import original_loaders
+
+    built = SimpleNamespace(data=SyntheticDataModule(image_size=32, train_size=4, val_size=2, test_size=2))
+    cfg = compose_cfg(TINY)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)    # no loader is iterated
+    assert [loader.pin_memory for loader in original_loaders(cfg, built, "gpu")] == [True, True]
+    assert [loader.pin_memory for loader in original_loaders(cfg, built, "cpu")] == [False, False]

@@ -20,6 +20,13 @@ def _rank_world() -> tuple[int, int]:
     return 0, 1
 
 
+def epoch_share(n: int, seed: int, epoch: int, rank: int, world: int) -> list[int]:
+    """This rank's share of epoch ``epoch``'s permutation of range(n): seeded by (seed, epoch) alone, so every
+    rank draws the same one; every world-th index from ``rank``, the tail cut to equal lengths."""
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=gen)[rank:(n // world) * world:world].tolist()
+
+
 class SeededEpochSampler(Sampler[int]):
     """Epoch e: ``randperm(n)`` from seed (seed, e), this rank's share; skips ``skip`` indices once."""
 
@@ -33,9 +40,7 @@ class SeededEpochSampler(Sampler[int]):
         return self.n // _rank_world()[1]
 
     def __iter__(self) -> Iterator[int]:
-        rank, world = _rank_world()
-        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.n, generator=gen)[rank:(self.n // world) * world:world].tolist()
+        order = epoch_share(self.n, self.seed, self.epoch, *_rank_world())
         start, self.skip = self.skip, 0
         return iter(order[start:])
 

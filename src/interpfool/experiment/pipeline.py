@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from interpfool import interpreters
+from interpfool.data.split_loaders import cuda_pinning, whole_splits
 from interpfool.experiment import distributed as dist_env
 from interpfool.experiment.callbacks import StopOnNonFiniteLoss
 from interpfool.experiment.cli import BadInput
@@ -160,9 +161,11 @@ def fit_loaders(data: Any, fooling: Fooling) -> tuple[Any, Any]:
 
 
 def eval_loaders(data: Any, split: str, fooling: Fooling) -> tuple[Any, Any]:
-    """(image loader of ``split``, held-out collage loader or None) for the end-of-run evaluation."""
-    loader = {"train": data.train_dataloader, "val": data.val_dataloader, "test": data.test_dataloader}[split]()
-    return loader, (data.collage_dataloader("val") if fooling.classes else None)
+    """(image loader of ``split``, held-out collage loader or None) for the end-of-run evaluation, which rank 0
+    runs alone: the val / test / collage loaders read the whole split, not rank 0's share."""
+    with whole_splits(data):
+        loader = {"train": data.train_dataloader, "val": data.val_dataloader, "test": data.test_dataloader}[split]()
+        return loader, (data.collage_dataloader("val") if fooling.classes else None)
 
 
 def _data_key_ignores(target: Any) -> tuple[str, ...]:
@@ -194,6 +197,14 @@ def original_seed(cfg: DictConfig) -> int:
     return int(cfg.seed if seed is None else seed)
 
 
+def original_loaders(cfg: DictConfig, built: Built, accelerator: str) -> tuple[DataLoader, DataLoader]:
+    """theta0's train (shuffled by its seed, drop_last) and val loaders; pinned when it trains on CUDA."""
+    pin = cuda_pinning(accelerator)
+    train = DataLoader(built.data.dataset("train"), batch_size=cfg.original.batch_size, shuffle=True,
+                       drop_last=True, generator=torch.Generator().manual_seed(original_seed(cfg)), pin_memory=pin)
+    return train, DataLoader(built.data.dataset("val"), batch_size=256, pin_memory=pin)
+
+
 def obtain_original(cfg: DictConfig, built: Built, accelerator: str) -> tuple[nn.Module, dict]:
     """theta0: pretrained / given weights as built, else the cached trained original, else train and cache it."""
     net = built.net
@@ -214,9 +225,7 @@ def obtain_original(cfg: DictConfig, built: Built, accelerator: str) -> tuple[nn
     seed_all(seed)   # initial weights, flip and dropout draws: a function of theta0's seed and config alone,
     # not of what the build drew before (the same cache key must mean the same weights, whatever the run seed)
     net.load_state_dict(instantiate(cfg.model).state_dict())   # fresh initial weights under theta0's seed
-    loader = DataLoader(built.data.dataset("train"), batch_size=cfg.original.batch_size, shuffle=True,
-                        drop_last=True, generator=torch.Generator().manual_seed(seed))
-    val = DataLoader(built.data.dataset("val"), batch_size=256)
+    loader, val = original_loaders(cfg, built, accelerator)
     trainer = L.Trainer(max_epochs=cfg.original.epochs, accelerator=accelerator, devices=1, logger=False,
                         deterministic=cfg.trainer.get("deterministic", False), enable_checkpointing=False,
                         enable_model_summary=False, callbacks=[RichProgressBar()],
@@ -343,8 +352,9 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict | None
         trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=logger or False,
                             callbacks=callbacks, inference_mode=False, check_val_every_n_epoch=None,
                             num_sanity_val_steps=0, default_root_dir=str(run_dir), enable_model_summary=False,
-                            # the synthetic train loader shards itself across ranks and resumes mid-epoch
-                            use_distributed_sampler=not getattr(built.data, "resumable_train", False))
+                            # the data modules' loaders shard themselves across ranks (val / test without
+                            # padding; the synthetic train loader also resumes mid-epoch)
+                            use_distributed_sampler=not getattr(built.data, "shards_by_rank", False))
         rank_zero = dist_env.is_rank_zero()
         if rank_zero:
             (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))   # eval.py reads it
