@@ -6,6 +6,7 @@
 #
 #   bash bench/gpu_session.sh            # on the GPU machine (OUT set by the device tool, else /tmp/gpu_out)
 #   QUICK=1 bash bench/gpu_session.sh    # a dry run on the CPU at toy sizes
+#   PARTS=checks,trainer_step CHECKS=memory bash bench/gpu_session.sh    # some parts only
 set -u
 OUT=${OUT:-/tmp/gpu_out}
 mkdir -p "$OUT"
@@ -23,6 +24,7 @@ $PY -c "import torch, torchvision, lightning; print('torch', torch.__version__, 
 DEADLINE=${DEADLINE:-540}   # seconds for all parts: a part gets min(its limit, what is left); none starts late
 part() {  # part NAME SECONDS command...
   local name=$1 limit=$2; shift 2
+  [ -n "${PARTS:-}" ] && [[ ",$PARTS," != *",$name,"* ]] && return   # PARTS=a,b: run only those parts
   local start=$SECONDS left=$((DEADLINE - SECONDS))
   if [ "$left" -lt 15 ]; then echo "=== $name skipped (deadline)" | tee -a "$LOG"; return; fi
   [ "$limit" -gt "$left" ] && limit=$left
@@ -38,7 +40,7 @@ else
 fi
 
 # 1. issue 16: single-GPU checks (syncs, autocast dtypes, determinism, chunk memory, portable noise)
-part checks 150 $PY bench/gpu_checks.py --device $DEV --out "$OUT/gpu_checks.json" $([ "${QUICK:-0}" = 1 ] && echo --quick)
+part checks 150 $PY bench/gpu_checks.py --device $DEV --out "$OUT/gpu_checks.json" --only "${CHECKS:-noise,syncs,autocast,determinism,memory}" $([ "${QUICK:-0}" = 1 ] && echo --quick)
 
 # 2. issue 16: the real pipeline on the GPU, twice from one theta0 cache: evaluation device, deterministic CUDA
 #    kernels (trainer.deterministic=true), bit-identical fooled weights and report numbers
