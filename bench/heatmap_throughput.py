@@ -40,9 +40,13 @@ def main() -> None:
     p.add_argument("--ig-steps", type=int, default=50)
     p.add_argument("--sg-samples", type=int, default=8)
     p.add_argument("--only", default="gradcam,lrp,ig,smoothgrad")
+    p.add_argument("--no-tf32", action="store_true", help="TF32 off for cuDNN convolutions too (torch's default is on)")
     p.add_argument("--no-record", action="store_true")
     args = p.parse_args()
     device = torch.device(args.device)
+    if args.no_tf32:
+        from interpfool.models.determinism import apply_backends
+        apply_backends(allow_tf32=False)
     net, x = _common.random_model_and_batch(args.model, args.batch, args.size, device)
     with torch.no_grad():
         target = net(x).argmax(1)
@@ -118,7 +122,8 @@ def main() -> None:
                 captum_map)
     table = _common.markdown_table(["ours", "peer", "ours (img/s)", "peer (img/s)", "speed-up (x)",
                                     "max rel. deviation"], rows)
-    notes = f"{args.model}, batch {args.batch}, {args.size}x{args.size}, float32, median of {args.reps}"
+    notes = (f"{args.model}, batch {args.batch}, {args.size}x{args.size}, float32, median of {args.reps}, "
+             f"cuDNN TF32 {'off' if args.no_tf32 else 'on (torch default)'}")
     _common.record("Heatmap throughput vs peers (b)", table, device, notes, print_only=args.no_record)
 
 

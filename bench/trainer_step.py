@@ -34,6 +34,33 @@ warnings.filterwarnings("ignore")
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
 
 
+class _SyncCounter(L.Callback):
+    """CUDA's own report of synchronising calls (``set_sync_debug_mode("warn")``) over whole loop iterations after
+    the warm-up: from one batch's start to the next's, so Lightning's logging after a step is counted too."""
+
+    def __init__(self, first: int):
+        self.first, self.per_step, self._catch = first, [], None
+
+    def _close(self):
+        if self._catch is not None:
+            torch.cuda.set_sync_debug_mode("default")
+            self._catch.__exit__(None, None, None)
+            self.per_step.append(sum("synchroniz" in str(w.message).lower() and "prototype" not in str(w.message)
+                                     for w in self._records))
+            self._catch = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._close()
+        if trainer.global_step >= self.first:
+            self._catch = warnings.catch_warnings(record=True)
+            self._records = self._catch.__enter__()
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+
+    def on_train_end(self, trainer, pl_module):
+        self._close()
+
+
 class _Clock(L.Callback):
     """Wall time from the start of batch ``first`` to the end of the last batch, synced at both ends only."""
 
@@ -61,14 +88,21 @@ def build(model_name: str, interp: str, device: torch.device, classes: int) -> F
                          target="label").to(device)._freeze_modes()     # the fooled model stays in eval mode
 
 
-def trainer_seconds(module, loader, device, steps, warmup, progress_bar: bool) -> float:
+def trainer_seconds(module, loader, device, steps, warmup, progress_bar: bool, log_every: int,
+                    syncs: list | None = None) -> float:
+    """Mean step time in the Trainer; with ``syncs`` (a list, CUDA), appends the synchronising calls per step of a
+    second, untimed run instead."""
     clock = _Clock(warmup, device)
-    callbacks = [StopOnNonFiniteLoss(), clock] + ([RichProgressBar()] if progress_bar else [])
+    counter = _SyncCounter(warmup) if syncs is not None else None
+    callbacks = [StopOnNonFiniteLoss(), counter or clock] + ([RichProgressBar()] if progress_bar else [])
     trainer = L.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, max_steps=steps,
                         logger=False, enable_checkpointing=False, enable_model_summary=False,
                         enable_progress_bar=progress_bar, callbacks=callbacks, limit_val_batches=0,
-                        num_sanity_val_steps=0, inference_mode=False, log_every_n_steps=1)
+                        num_sanity_val_steps=0, inference_mode=False, log_every_n_steps=log_every)
     trainer.fit(module, train_dataloaders=loader)
+    if counter is not None:
+        syncs.extend(counter.per_step)
+        return float("nan")
     return (clock.end - clock.start) / clock.steps
 
 
@@ -97,6 +131,9 @@ def main() -> None:
     p.add_argument("--small-size", type=int, default=64, help="image size of the small models")
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--log-every", type=int, default=10, help="log_every_n_steps (the run's default: 10)")
+    p.add_argument("--count-syncs", action="store_true", help="CUDA: also count synchronising calls per step, "
+                   "with the bar and without (separate, untimed runs)")
     p.add_argument("--no-record", action="store_true")
     args = p.parse_args()
     device = torch.device(args.device)
@@ -115,8 +152,15 @@ def main() -> None:
                 if kind == "bare":
                     t.setdefault("bare", []).append(bare_seconds(module, loader, device, args.steps, args.warmup))
                 else:
-                    t[kind] = trainer_seconds(module, loader, device, args.steps, args.warmup, kind.endswith("bar"))
+                    t[kind] = trainer_seconds(module, loader, device, args.steps, args.warmup, kind.endswith("bar"),
+                                              args.log_every)
                 del module
+            if args.count_syncs and device.type == "cuda":
+                for bar in (False, True):
+                    counts: list = []
+                    trainer_seconds(build(model_name, interp, device, classes), loader, device, args.steps,
+                                    args.warmup, bar, args.log_every, syncs=counts)
+                    print(f"syncs per step, {model_name}/{interp}, bar={bar}: {counts}", flush=True)
             bare = min(t["bare"])
             rows.append([model_name, interp, bare * 1e3, t["trainer"] * 1e3, t["trainer+bar"] * 1e3,
                          t["trainer"] / bare, t["trainer+bar"] / bare])
@@ -125,7 +169,8 @@ def main() -> None:
                                     "Trainer + guard + Rich bar (ms)", "Trainer / bare (x)", "with bar / bare (x)"],
                                    rows)
     notes = (f"batch {args.batch}, {args.size}x{args.size} (small models {args.small_size}x{args.small_size}), Location "
-             f"penalty, {args.steps} steps of which {args.warmup} warm-up; mean step time; bare = the faster of two")
+             f"penalty, {args.steps} steps of which {args.warmup} warm-up; mean step time; bare = the faster of two; "
+             f"log_every_n_steps={args.log_every}")
     _common.record("Fooling step inside the Trainer with the run's callbacks (d)", table, device, notes,
                    print_only=args.no_record)
 
