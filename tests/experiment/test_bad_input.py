@@ -35,6 +35,9 @@ ROOT = Path(__file__).resolve().parents[2]
     ("model=vgg19 model.pretrained=true model.num_classes=10", "model.num_classes=10 with pretrained ImageNet "
                                                                 "weights; allowed: 1000"),
     ("trainer.val_check_interval=0", "trainer.val_check_interval=0; allowed: an integer >= 1"),
+    ("data.train_size=20", "data.train_size=20; allowed: >= data.batch_size (32)"),
+    ("experiment=synthetic_active data.collage_train_size=8", "data.collage_train_size=8; allowed: >= "
+                                                              "data.batch_size (32)"),
 ])
 def test_bad_values_fail_in_the_build_phase_with_one_line(compose_cfg, override, expected):
     with pytest.raises(BadInput) as err:

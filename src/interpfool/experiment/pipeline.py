@@ -111,6 +111,7 @@ def build_all(cfg: DictConfig) -> Built:
     FoolingModule.check_hyper(float(cfg.fooling.lam), float(cfg.fooling.lr), cfg.target)
     if fooling.classes:
         check_collage_data(data, fooling)
+    check_whole_batches(data, fooling)
     names = list(dict.fromkeys([interp_name, *cfg.eval.interpreters]))
     eval_interps = {n: (make_interp if n == interp_name else interp_factory(n)) for n in names}
     for make in eval_interps.values():
@@ -146,6 +147,19 @@ def check_collage_data(data: Any, fooling: Fooling) -> None:
     if (getattr(data, "c1", None), getattr(data, "c2", None)) != tuple(fooling.classes):
         raise ValueError(f"fooling classes {tuple(fooling.classes)} differ from the collage classes "
                          f"(data.c1, data.c2)=({data.c1}, {data.c2}); allowed: the same two classes")
+
+
+def check_whole_batches(data: Any, fooling: Fooling) -> None:
+    """The training loaders drop an incomplete last batch, so a split smaller than ``data.batch_size`` yields no
+    batch at all, and Lightning then loops over empty epochs forever: refuse it before anything runs."""
+    batch = getattr(data, "batch_size", None)
+    sizes = {"data.train_size": getattr(data, "sizes", {}).get("train")}
+    if fooling.classes:
+        sizes["data.collage_train_size"] = getattr(data, "collage_sizes", {}).get("train")
+    for key, n in sizes.items():
+        if isinstance(batch, int) and isinstance(n, int) and 0 < n < batch:
+            raise ValueError(f"{key}={n}; allowed: >= data.batch_size ({batch}): the training loader drops an "
+                             f"incomplete batch, so it would yield none")
 
 
 def fit_loaders(data: Any, fooling: Fooling) -> tuple[Any, Any]:
