@@ -218,3 +218,35 @@ def test_bad_launcher_value_exits_2_with_one_line_before_writing_anything(tmp_pa
     assert proc.returncode == 2 and proc.stderr.strip().startswith(line), proc.stderr[-2000:]
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "sweep").exists()
+
+
+def test_a_job_in_a_worker_relaunches_train_py_for_its_ddp_ranks(monkeypatch):
+    """Lightning's ddp launcher re-runs ``__main__`` for ranks > 0; in a loky worker that is loky's own program
+    unless ``as_parent_script`` puts the parent's script back for the job."""
+    from lightning.fabric.strategies.launchers.subprocess_script import _basic_subprocess_cmd
+
+    worker_main = sys.modules["__main__"]
+    entry = {"argv": [str(ROOT / "train.py"), "-m", "fooling.lam=1,2"], "spec": None, "file": str(ROOT / "train.py")}
+    monkeypatch.setattr(sys, "argv", ["/somewhere/popen_loky_posix.py", "--pipe", "3"])
+    with lg.as_parent_script(entry):
+        assert _basic_subprocess_cmd() == [sys.executable, str(ROOT / "train.py"), "-m", "fooling.lam=1,2"]
+    assert sys.modules["__main__"] is worker_main and sys.argv[1:] == ["--pipe", "3"]
+    with lg.as_parent_script({**entry, "spec": "json.tool"}):          # python -m json.tool ...
+        assert _basic_subprocess_cmd()[:3] == [sys.executable, "-m", "json.tool"]
+
+
+@pytest.mark.slow
+def test_ddp_jobs_in_parallel_workers_start_their_ranks_in_their_own_folders(tmp_path):
+    """trainer=ddp with 2 CPU ranks per job, 2 jobs at once: 4 processes; each job's rank 1 runs that job."""
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "-m", "hydra/launcher=local_gpus",
+                           "hydra.launcher.n_jobs=2", "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
+                           "fooling.lam=1,2", *TINY, f"hydra.sweep.dir={sweep}"],
+                          cwd=tmp_path, env=_env(tmp_path, CUDA_VISIBLE_DEVICES=""), capture_output=True, text=True,
+                          timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for job, lam in (("0", 1.0), ("1", 2.0)):
+        assert json.loads((sweep / job / "report.json").read_text())["lam"] == lam
+        assert (sweep / job / "train_ddp_process_1.log").is_file()      # the job's rank 1 ran in its folder
+    assert proc.stdout.count("report:") == 2
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()

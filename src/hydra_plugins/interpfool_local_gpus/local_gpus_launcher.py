@@ -56,7 +56,7 @@ class LocalGpusLauncher(Launcher):
         from hydra.core.utils import configure_log, filter_overrides, setup_globals
         from joblib import Parallel, delayed
 
-        from interpfool.experiment.local_gpus import run_in_slot, slot_devices
+        from interpfool.experiment.local_gpus import parent_entry, run_in_slot, slot_devices
 
         assert self.config is not None and self.plan is not None
         setup_globals()
@@ -73,10 +73,11 @@ class LocalGpusLauncher(Launcher):
         for idx, overrides in enumerate(job_overrides):
             log.info(f"\t#{initial_job_idx + idx} : {' '.join(filter_overrides(overrides))}")
         singleton_state = Singleton.get_state()
+        entry = parent_entry()          # a trainer=ddp job's ranks re-run this script, not loky's worker
         # loky: fresh worker processes (Hydra is not thread-safe); batch_size=1: a free worker takes one job at a time
         runs = Parallel(n_jobs=plan.n_jobs, backend="loky", batch_size=1, pre_dispatch="n_jobs",
                         verbose=int(self.settings.get("verbose", 0)))(
-            delayed(run_in_slot)(plan, initial_job_idx + idx, overrides, self.hydra_context, self.config,
+            delayed(run_in_slot)(plan, entry, initial_job_idx + idx, overrides, self.hydra_context, self.config,
                                  self.task_function, singleton_state)
             for idx, overrides in enumerate(job_overrides))
         assert all(isinstance(r, JobReturn) for r in runs)

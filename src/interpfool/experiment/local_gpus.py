@@ -22,10 +22,14 @@ job then sees only its own GPUs as cuda:0..k-1: ``trainer=gpu`` (devices 1) take
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import logging
 import os
+import sys
 import tempfile
 import time
+import types
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -173,15 +177,44 @@ def enter_slot(plan: Plan) -> tuple[int, tuple[str, ...] | None]:
     return _held["slot"], slot_devices(_held["slot"], plan.blocks)
 
 
-def run_in_slot(plan: Plan, idx: int, *job_args: Any) -> Any:
+def parent_entry() -> dict[str, Any]:
+    """How the parent was started (``python train.py ...`` or ``python -m ...``), for ``as_parent_script``."""
+    main = sys.modules["__main__"]
+    return {"argv": list(sys.argv), "spec": getattr(getattr(main, "__spec__", None), "name", None),
+            "file": getattr(main, "__file__", None)}
+
+
+@contextmanager
+def as_parent_script(entry: dict[str, Any]):
+    """Inside a loky worker, look like the parent's script while a job runs.
+
+    Lightning's ``ddp`` launcher starts a job's other ranks by re-running ``__main__`` (``python <argv[0]>`` or
+    ``python -m <__main__.__spec__.name>``, with ``sys.argv[1:]``, which train.py points at the job). A loky
+    worker's ``__main__`` is loky's own ``popen_loky_posix`` module, so without this the ranks of a
+    ``trainer=ddp`` job would start loky's worker program (``error: the following arguments are required:
+    --pipe``). A stand-in ``__main__`` naming train.py (and the parent's argv) is put in place for the job and
+    the worker's own restored afterwards."""
+    saved_main, saved_argv = sys.modules["__main__"], sys.argv
+    stand_in = types.ModuleType("__main__")
+    stand_in.__file__ = entry["file"]
+    stand_in.__spec__ = importlib.util.find_spec(entry["spec"]) if entry["spec"] else None
+    sys.modules["__main__"], sys.argv = stand_in, list(entry["argv"])
+    try:
+        yield
+    finally:
+        sys.modules["__main__"], sys.argv = saved_main, saved_argv
+
+
+def run_in_slot(plan: Plan, entry: dict[str, Any], idx: int, *job_args: Any) -> Any:
     """A loky worker's entry for job ``idx``: take this worker's slot, then run the job as Hydra's joblib
-    launcher does (sweep config of the job, its own folder ``hydra.sweep.subdir``)."""
+    launcher does (sweep config of the job, its own folder ``hydra.sweep.subdir``), as the parent's script."""
     from hydra_plugins.hydra_joblib_launcher._core import execute_job
 
     slot, devices = enter_slot(plan)
     task_function = job_args[-2]
     args = (*job_args[:-2], _LoggedTask(task_function, slot, devices), job_args[-1])
-    return execute_job(idx, *args)
+    with as_parent_script(entry):
+        return execute_job(idx, *args)
 
 
 class _LoggedTask:
