@@ -180,10 +180,10 @@ def test_two_jobs_run_at_once_in_two_workers_each_once_in_its_own_folder(tmp_pat
     """CUDA_VISIBLE_DEVICES="": the CPU path, also on a machine with GPUs."""
     sweep, barrier = tmp_path / "sweep", tmp_path / "barrier"
     barrier.mkdir()
+    env = _env(tmp_path, INTERPFOOL_TEST_BARRIER=str(barrier), CUDA_VISIBLE_DEVICES="")
     proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), "-m", "hydra/launcher=local_gpus",
                              "hydra.launcher.n_jobs=2", "fooling.lam=1,2", *TINY, f"hydra.sweep.dir={sweep}"],
-                            cwd=tmp_path, env=_env(tmp_path, INTERPFOOL_TEST_BARRIER=str(barrier), CUDA_VISIBLE_DEVICES=""),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
     assert "local_gpus: launching 2 jobs, 2 at a time (CPU)" in out + err
