@@ -42,7 +42,7 @@ def test_fooling_step_uses_no_adaptive_pool_backward(arch, size):
 def test_pipeline_builds_models_with_deterministic_pooling(compose_cfg):
     from interpfool.experiment.pipeline import build_all
 
-    net = build_all(compose_cfg(["data.train_size=8", "data.val_size=8", "data.test_size=8"])).net
+    net = build_all(compose_cfg(["data.train_size=8", "data.batch_size=8", "data.val_size=8", "data.test_size=8"])).net
     assert _adaptive_ops(net, 64) == set()
 
 
@@ -57,7 +57,7 @@ def test_tf32_and_cudnn_benchmark_are_config_and_off_by_default(compose_cfg, mon
     from interpfool.experiment.pipeline import build_all
 
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)         # PyTorch's default for convolutions
-    small = ["data.train_size=8", "data.val_size=8", "data.test_size=8"]
+    small = ["data.train_size=8", "data.batch_size=8", "data.val_size=8", "data.test_size=8"]
     build_all(compose_cfg(small))
     assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
             torch.backends.cudnn.benchmark) == (False, False, False)
