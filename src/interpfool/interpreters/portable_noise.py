@@ -13,7 +13,7 @@ Here draw i of a stream is a pure function of (seed, i), computed where the resu
   CUDA's ``log`` / ``cos`` agree to a few ulp: the noise is equal across devices to float32 rounding).
 
 Because a draw depends on its index only, a chunk of SmoothGrad copies draws its part of the stream directly:
-the noise does not depend on ``chunk_size``, and a checkpointed chunk recomputes the same noise with no state.
+the noise does not depend on ``chunk_size``, and a chunk recomputed in the backward draws the same noise with no state.
 No host-device copy: the counters are made on the device by ``arange``.
 """
 from __future__ import annotations
