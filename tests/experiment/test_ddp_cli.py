@@ -6,7 +6,6 @@ stopping every rank with exit code 3, each rank validating its own share of the 
 job running once in its own folder."""
 import csv
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from run_env import train_env
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_DDP = ["trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "trainer.max_steps=2",
@@ -53,14 +53,7 @@ def _free_port() -> int:
 
 
 def _env(tmp_path: Path, **extra) -> dict:
-    hook = tmp_path / "hook"
-    hook.mkdir(exist_ok=True)
-    (hook / "sitecustomize.py").write_text(NAN_HOOK)
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK",
-                                                              "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID")
-           and not k.startswith("SLURM_")}
-    return {**env, "PYTHONPATH": os.pathsep.join([str(hook), str(ROOT / "src")]), "OMP_NUM_THREADS": "1",
-            "INTERPFOOL_CACHE": str(tmp_path / "cache"), "INTERPFOOL_DIST_WAIT_S": "240", **extra}
+    return train_env(tmp_path, NAN_HOOK, INTERPFOOL_DIST_WAIT_S="240", **extra)
 
 
 def _external_ranks(tmp_path: Path, launcher: str, args: list[str], **extra) -> list[subprocess.CompletedProcess]:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from run_env import train_env
 import torch
 
 from interpfool.experiment import local_gpus as lg
@@ -166,14 +167,7 @@ def test_concurrent_saves_of_one_theta0_never_leave_a_partial_file(tmp_path):
 # ---- train.py -m hydra/launcher=local_gpus ----------------------------------------------------------------------
 
 def _env(tmp_path: Path, **extra) -> dict:
-    hook = tmp_path / "hook"
-    hook.mkdir(exist_ok=True)
-    (hook / "sitecustomize.py").write_text(BARRIER_HOOK)
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK",
-                                                              "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID")
-           and not k.startswith("SLURM_")}
-    return {**env, "PYTHONPATH": os.pathsep.join([str(hook), str(ROOT / "src")]), "OMP_NUM_THREADS": "1",
-            "INTERPFOOL_CACHE": str(tmp_path / "cache"), **extra}
+    return train_env(tmp_path, BARRIER_HOOK, **extra)
 
 
 def test_two_jobs_run_at_once_in_two_workers_each_once_in_its_own_folder(tmp_path):
