@@ -77,34 +77,36 @@ class SmoothGrad(Interpreter):
                                        dtype=x.dtype, device=x.device) for j in range(first, first + k, per)]
         return (torch.cat(draws) * std).flatten(0, 1)
 
-    def noise(self, x: torch.Tensor) -> torch.Tensor:
-        """The [n, B, C, H, W] noise that ``explain`` adds to x (reproducible when ``seed`` is set)."""
+    def _noise_source(self, x: torch.Tensor):
+        """One call's noise: ``draw(first, k)`` = copies ``first .. first + k - 1``, copy-major [k * B, ...]. The same
+        copies every time they are asked for: a chunk recomputed in the backward reads the same noise (portable: the
+        stream's seed is fixed for the call; torch rng: the generator is put back to the chunk's start state)."""
         std = self.noise_std(x)
         if self.rng == "portable":
-            return self._portable(x, std, self._stream_seed(), 0, self.n).view(self.n, *x.shape)
-        gen = self._generator(x)
-        return torch.stack([self._draw(x, std, gen) for _ in range(self.n)])
+            seed = self._stream_seed()
+            return lambda first, k: self._portable(x, std, seed, first, k)
+        gen, starts = self._generator(x), {}
+
+        def draw(first: int, k: int) -> torch.Tensor:
+            if gen is not None:
+                if first in starts:
+                    gen.set_state(starts[first])
+                else:
+                    starts[first] = gen.get_state()
+            return torch.cat([self._draw(x, std, gen) for _ in range(k)])
+        return draw
+
+    def noise(self, x: torch.Tensor) -> torch.Tensor:
+        """The [n, B, C, H, W] noise that ``explain`` adds to x (reproducible when ``seed`` is set)."""
+        return self._noise_source(x)(0, self.n).view(self.n, *x.shape)
 
     def attribution_raw(self, fwd: Forward, index: torch.Tensor, create_graph: bool) -> torch.Tensor:
         x = fwd.x
-        std = self.noise_std(x)
-        portable = self.rng == "portable"
-        seed = self._stream_seed() if portable else None    # once per call: every chunk reads the same stream
-        gen = None if portable else self._generator(x)
-        starts: dict[int, torch.Tensor] = {}   # torch rng: the generator's state at each chunk's start
+        draw = self._noise_source(x)
 
         def chunk_sum(part: slice, x: torch.Tensor, create_graph: bool) -> torch.Tensor:
             k = part.stop - part.start
-            if portable:                       # a recomputed chunk (in the backward) reads the same draws
-                noise = self._portable(x, std, seed, part.start, k)
-            else:
-                if gen is not None:            # a recomputed chunk (in the backward) draws the same noise
-                    if part.start in starts:
-                        gen.set_state(starts[part.start])
-                    else:
-                        starts[part.start] = gen.get_state()
-                noise = torch.cat([self._draw(x, std, gen) for _ in range(k)])   # copy-major, k * B rows
-            xs = as_graph_input(x.repeat(k, *([1] * (x.dim() - 1))) + noise)
+            xs = as_graph_input(x.repeat(k, *([1] * (x.dim() - 1))) + draw(part.start, k))
             score = class_score(self.net(xs), index.repeat(k), self.score).sum()
             (grad,) = torch.autograd.grad(score, xs, create_graph=create_graph)
             return grad.abs().view(k, *x.shape).sum(0)      # Smilkov Sec. 3: sum of SimpleGrad maps
