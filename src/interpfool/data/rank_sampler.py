@@ -19,8 +19,9 @@ class RankShardSampler(Sampler[int]):
     no padding and no duplicates (shards differ by at most one image). ``shard=False``: every rank reads the
     whole split (rank 0's evaluation after fit, while the process group still exists)."""
 
-    def __init__(self, inner: Sampler[int], n: int, shuffle: bool, seed: int = 0, shard: bool = True):
-        self.inner, self.n, self.shuffle, self.seed, self.shard, self.epoch = inner, n, shuffle, seed, shard, 0
+    def __init__(self, inner: Sampler[int], shuffle: bool, seed: int = 0, shard: bool = True):
+        self.inner, self.shuffle, self.seed, self.shard, self.epoch = inner, shuffle, seed, shard, 0
+        self.n = len(inner)
 
     def set_epoch(self, epoch: int) -> None:  # called by Lightning before every epoch
         self.epoch = epoch

@@ -47,7 +47,7 @@ class SplitLoaders:
         # the sampler DataLoader(shuffle=..., generator=gen) builds itself, and the same generator: one process
         # draws the worker base seed and then the permutation from it, as before
         inner = RandomSampler(data, generator=gen) if shuffle else SequentialSampler(data)
-        sampler = RankShardSampler(inner, len(data), shuffle, self.seed, shard=not self.whole_splits)
+        sampler = RankShardSampler(inner, shuffle, self.seed, shard=not self.whole_splits)
         return DataLoader(data, batch_size=batch_size, sampler=sampler, generator=gen, drop_last=shuffle,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
                           pin_memory=cuda_pinning(getattr(self, "trainer", None)))

@@ -139,7 +139,7 @@ def chunks(total: int, size: int | None) -> Iterator[slice]:
         yield slice(start, min(start + size, total))
 
 
-def checkpointed(total: int, size: int | None, create_graph: bool) -> bool:
+def recomputes(total: int, size: int | None, create_graph: bool) -> bool:
     """Whether ``chunk_terms`` recomputes its chunks in the backward: a graph is kept and there is more than one
     chunk."""
     return create_graph and size is not None and size < total and torch.is_grad_enabled()
@@ -165,7 +165,7 @@ def chunk_terms(term: Callable[..., Any], total: int, size: int | None, create_g
     w.r.t. the chunk's input) until the backward; on ResNet50 that made chunking cost more memory than none
     (tests/interpreters/test_chunk_memory.py). Without ``create_graph`` no chunk's graph outlives its own
     gradient: plain calls."""
-    if not checkpointed(total, size, create_graph):
+    if not recomputes(total, size, create_graph):
         for part in chunks(total, size):
             yield term(part, *tensors, create_graph=create_graph)
         return
@@ -190,7 +190,7 @@ class _RecomputedChunk(torch.autograd.Function):
         ctx.cpu_rng = torch.get_rng_state()
         ctx.cuda_rng = [torch.cuda.get_rng_state(d) for d in ctx.devices]
         ctx.save_for_backward(*tensors)
-        with torch.enable_grad():
+        with torch.enable_grad():   # values only: the graph through tensors and params is rebuilt in backward
             out = term(part, *(t.detach() for t in tensors), create_graph=False)
         out = out if isinstance(out, tuple) else (out,)
         # a view (e.g. the last path point's activations) would keep its whole chunk's storage alive: copy it out
