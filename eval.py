@@ -17,7 +17,7 @@ from interpfool.experiment.cli import guarded, preflight
 
 @hydra.main(config_path="conf", config_name="eval", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from interpfool.experiment.eval_run import run_eval
+    from interpfool.jobs.eval import run_eval
     hc = HydraConfig.get()
     guarded(run_eval, cfg, Path(hc.runtime.output_dir), list(hc.overrides.task))
 

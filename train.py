@@ -4,6 +4,7 @@ Default: small_vgg on the offline synthetic benchmark, Location fooling of Grad-
 `python train.py --help` lists the config groups and their options.
 """
 import sys
+from importlib import import_module
 from pathlib import Path
 
 import hydra
@@ -13,18 +14,18 @@ from omegaconf import DictConfig
 
 from interpfool.experiment.cli import fail, guarded, preflight
 from interpfool.experiment.distributed import external_launch_argv, job_argv
+from interpfool.jobs import JOBS
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     job = cfg.get("job", "fool")
+    if job not in JOBS:
+        fail(f"job={job!r}; allowed: {', '.join(JOBS)}")
     if job == "lerma":         # experiment=lerma_presoftmax: measure the pre-softmax manipulation, no fooling
-        from interpfool.experiment.lerma import run as run_lerma
-        guarded(run_lerma, cfg, Path(HydraConfig.get().runtime.output_dir))
+        guarded(import_module(JOBS[job]).run, cfg, Path(HydraConfig.get().runtime.output_dir))
         return None
-    if job != "fool":
-        fail(f"job={job!r}; allowed: fool, lerma")
-    from interpfool.experiment.pipeline import run
+    run = import_module(JOBS[job]).run
     hydra_cfg = HydraConfig.get()
     # Each multirun job is its own W&B run, grouped by sweep (unless logger.group is set).
     group = "sweep-" + "-".join(Path(hydra_cfg.sweep.dir).parts[-2:]) if hydra_cfg.mode == RunMode.MULTIRUN else None

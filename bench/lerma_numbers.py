@@ -7,7 +7,7 @@ small_vgg: the trained synthetic-benchmark original cached by ``python train.py`
 --cache; its file is found through ``pipeline.original_key``), images of the synthetic val split, target =
 predicted class. vgg19: torchvision VGG19 with random weights (seed 0, 8 classes), synthetic images at
 --size, target = predicted class. Writes one JSON per K to --out and prints a table (see
-``interpfool.experiment.lerma.measure`` for every number).
+``interpfool.jobs.lerma.measure`` for every number).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from interpfool import models
-from interpfool.experiment.lerma import DETAIL_DEFAULT, measure
+from interpfool.jobs.lerma import DETAIL_DEFAULT, measure
 
 
 def _small_vgg(cache: str, images: int):
@@ -28,7 +28,8 @@ def _small_vgg(cache: str, images: int):
 
     from interpfool.experiment.cli import CONF_DIR
     from interpfool.experiment.original import cached_original_path
-    from interpfool.experiment.pipeline import checked_build, original_key
+    from interpfool.experiment.build import checked_build
+    from interpfool.experiment.original import original_key
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"cache_dir={cache}"])

@@ -9,7 +9,7 @@ from interpfool.data import CollageDataModule, build_collages, tile_masks
 from interpfool.data.collage import _tile
 from interpfool.data.testing import make_fake_imagenet
 from interpfool.experiment.cli import BadInput
-from interpfool.experiment.pipeline import checked_build
+from interpfool.experiment.build import checked_build
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ import torch
 from interpfool.data import FashionMNISTDataModule
 from interpfool.data import fashion_mnist as fm
 from interpfool.experiment.cli import BadInput
-from interpfool.experiment.pipeline import checked_build, original_key
+from interpfool.experiment.build import checked_build
+from interpfool.experiment.original import original_key
 
 N_TRAIN, N_TEST = 60, 30
 

@@ -12,7 +12,7 @@ from interpfool.data import ImageNetDataModule
 from interpfool.data.imagenet import LAYOUT, BadDataset
 from interpfool.data.testing import FAKE_WNIDS, make_fake_imagenet
 from interpfool.experiment.cli import BadInput
-from interpfool.experiment.pipeline import checked_build
+from interpfool.experiment.build import checked_build
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 
 from interpfool.data import TorchvisionDataModule
 from interpfool.experiment.cli import BadInput
-from interpfool.experiment.pipeline import checked_build
+from interpfool.experiment.build import checked_build
 
 
 @pytest.fixture

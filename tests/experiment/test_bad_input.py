@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from interpfool.experiment.cli import BadInput, preflight
-from interpfool.experiment.pipeline import checked_build
+from interpfool.experiment.build import checked_build
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,7 +87,7 @@ def test_train_py_exits_2_with_one_line_and_writes_nothing(tmp_path, arg, expect
     ("select.max_top1_drop=lots", "select.max_top1_drop='lots'; allowed: a number >= 0"),
 ])
 def test_bad_selection_gives_one_line(compose_cfg, override, expected):
-    from interpfool.experiment.pipeline import selection
+    from interpfool.jobs.train import selection
 
     with pytest.raises(BadInput) as err:
         selection(compose_cfg([override]))

@@ -171,8 +171,8 @@ def test_evaluation_runs_on_the_training_device_not_where_teardown_left_the_mode
     strategy's root device. Here the training device is made distinguishable: the strategy reports cpu:0."""
     from lightning.pytorch.strategies import SingleDeviceStrategy
 
-    from conftest import TINY
-    from interpfool.experiment import pipeline
+    from tiny_run import TINY
+    from interpfool.jobs import train as pipeline
 
     monkeypatch.setattr(SingleDeviceStrategy, "root_device", property(lambda self: torch.device("cpu", 0)))
     seen = []

@@ -11,7 +11,7 @@ import torch
 
 from interpfool import interpreters
 from interpfool.data.testing import make_fake_imagenet
-from interpfool.experiment.pipeline import run
+from interpfool.jobs.train import run
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_two_fooling_steps_on_fake_imagenet(compose_cfg, fake_root, cache, tmp_p
 def test_two_fooling_steps_on_vgg19_with_the_fooling_module(compose_cfg, fake_root):
     import lightning as L
 
-    from interpfool.experiment.pipeline import checked_build
+    from interpfool.experiment.build import checked_build
     from interpfool.fooling import FoolingModule
 
     cfg = compose_cfg(["model=vgg19", "data=imagenet", f"data.root={fake_root}", "data.num_classes=4",

@@ -29,7 +29,7 @@ import os
 if os.environ.get("INTERPFOOL_TEST_BARRIER"):
     import json, time
     from pathlib import Path
-    import interpfool.experiment.pipeline as pipeline
+    import interpfool.jobs.train as pipeline
     _run = pipeline.run
     def run(cfg, run_dir, group=None):
         from hydra.core.hydra_config import HydraConfig

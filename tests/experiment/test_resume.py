@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY
+from tiny_run import TINY
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS, EVERY, KILL_AFTER = 300, 5, 20

@@ -40,7 +40,7 @@ def test_fooling_step_uses_no_adaptive_pool_backward(arch, size):
 
 
 def test_pipeline_builds_models_with_deterministic_pooling(compose_cfg):
-    from interpfool.experiment.pipeline import build_all
+    from interpfool.experiment.build import build_all
 
     net = build_all(compose_cfg(["data.train_size=8", "data.batch_size=8", "data.val_size=8", "data.test_size=8"])).net
     assert _adaptive_ops(net, 64) == set()
@@ -54,7 +54,7 @@ def test_pooled_equals_adaptive_pooling(shape, out):
 
 
 def test_tf32_and_cudnn_benchmark_are_config_and_off_by_default(compose_cfg, monkeypatch):
-    from interpfool.experiment.pipeline import build_all
+    from interpfool.experiment.build import build_all
 
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)         # PyTorch's default for convolutions
     small = ["data.train_size=8", "data.batch_size=8", "data.val_size=8", "data.test_size=8"]

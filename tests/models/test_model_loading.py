@@ -10,7 +10,7 @@ from torch import nn
 
 from interpfool import models
 from interpfool.experiment.cli import BadInput
-from interpfool.experiment.pipeline import checked_build
+from interpfool.experiment.build import checked_build
 from interpfool.models.builders import pretrained_cache_file
 
 SHAPES = {"small_vgg": ("features.11", (128, 16, 16), "avgpool"),

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from interpfool import interpreters, models
 from interpfool.data.synthetic import SyntheticSpec, render_index
-from interpfool.experiment.lerma import compare_ce_grads, compare_outputs, mass_share, measure, spearman
+from interpfool.jobs.lerma import compare_ce_grads, compare_outputs, mass_share, measure, spearman
 
 GRADIENT_BASED = ["gradcam", "gradcampp", "gradcam_pos", "rsigradcam", "simpleg", "simplegT", "gradinput",
                   "smoothgrad", "ig"]

@@ -1,1 +1,2 @@
-"""Orchestration: config checks, the cached original model, the train/eval pipelines, logging."""
+"""Machinery the jobs (``interpfool.jobs``) share: CLI and errors, config schema, build and checks, the cached
+original model, evaluation, loggers, guards, distributed launch."""

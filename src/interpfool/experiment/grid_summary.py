@@ -191,7 +191,7 @@ def save_figure(recs: list[dict[str, Any]], path: Path, denormalize=None) -> Pat
             if rec is None or not rec.get("figure_source"):
                 continue
             saved = torch.load(rec["figure_source"], weights_only=True)
-            image = saved["images"][0]                       # in [0, 1] (pipeline.evaluate_and_report)
+            image = saved["images"][0]                       # in [0, 1] (jobs.train.evaluate_and_report)
             img = image.permute(1, 2, 0).float().numpy()
             tag = " c1" if fooling == "active" else ""
             for k, m in enumerate(("theta0", "theta_star")):

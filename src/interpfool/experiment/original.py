@@ -10,13 +10,23 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from hydra.utils import get_class, instantiate
+from lightning.pytorch.callbacks import RichProgressBar
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from torch.utils.data import DataLoader
+
+from interpfool.experiment import distributed as dist_env
+
+if TYPE_CHECKING:
+    from interpfool.experiment.build import Built
 
 
 def seed_all(seed: int) -> None:
@@ -82,3 +92,84 @@ def atomic_save(obj: Any, path: Path) -> None:
 
 def cached_original_path(cache_dir: str | Path, key_parts: dict[str, Any]) -> Path:
     return Path(cache_dir) / "originals" / f"{config_hash(key_parts)}.pt"
+
+def _data_key_ignores(target: Any) -> tuple[str, ...]:
+    """Keys a data module declares as loading-only (``original_key_ignores``: where the files come from, not which
+    images), e.g. Fashion-MNIST's root and download: the same official files wherever they are read from."""
+    try:
+        return tuple(getattr(get_class(str(target)), "original_key_ignores", ()))
+    except Exception:  # noqa: BLE001 - no or unknown _target_: ignore nothing
+        return ()
+
+
+def original_key(cfg: DictConfig) -> dict:
+    """The config that determines theta0's weights (and nothing else)."""
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    model.pop("target_layer", None)
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    for k in ("batch_size", "eval_batch_size", "num_workers", "collage_train_size", "collage_val_size", "c1", "c2",
+              "cache_dir", "check_images", *_data_key_ignores(data.get("_target_"))):
+        data.pop(k, None)
+    original = OmegaConf.to_container(cfg.original, resolve=True)
+    original.pop("seed", None)
+    return {"model": model, "data": data, "original": original, "seed": original_seed(cfg)}
+
+
+def original_seed(cfg: DictConfig) -> int:
+    """theta0's seed: ``original.seed`` (e.g. 0 in the Fashion-MNIST experiments, so every fooling seed starts
+    from the same theta0), by default the run's ``seed``."""
+    seed = cfg.original.get("seed")
+    return int(cfg.seed if seed is None else seed)
+
+
+def original_loaders(cfg: DictConfig, built: Built, accelerator: str) -> tuple[DataLoader, DataLoader]:
+    """theta0's train (shuffled by its seed, drop_last) and val loaders; pinned when it trains on CUDA."""
+    from interpfool.data.split_loaders import cuda_pinning   # here: interpfool.data imports atomic_save from us
+    pin = cuda_pinning(accelerator)
+    train = DataLoader(built.data.dataset("train"), batch_size=cfg.original.batch_size, shuffle=True,
+                       drop_last=True, generator=torch.Generator().manual_seed(original_seed(cfg)), pin_memory=pin)
+    return train, DataLoader(built.data.dataset("val"), batch_size=256, pin_memory=pin)
+
+
+def obtain_original(cfg: DictConfig, built: Built, accelerator: str) -> tuple[nn.Module, dict]:
+    """theta0: pretrained / given weights as built, else the cached trained original, else train and cache it."""
+    net = built.net
+    if cfg.model.get("pretrained") or cfg.model.get("weights_path"):
+        return net, {"status": "given", "source": cfg.model.get("weights_path") or "torchvision"}
+    path = cached_original_path(cfg.cache_dir, original_key(cfg))
+    if not path.is_file() and not dist_env.is_rank_zero():
+        # torchrun / SLURM start every rank at once: rank 0 trains and caches theta0, the others load it
+        print(f"original model: rank {dist_env.global_rank()} waits for rank 0 to train {path}")
+        dist_env.wait_for_file(path, "the original model (theta0)")
+    if path.is_file():
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        print(f"original model: reusing cached {path}")
+        return net, {"status": "reused", "path": str(path)}
+    print(f"original model: none cached for this config; training it ({cfg.original.epochs} epochs) -> {path}")
+    start = time.time()
+    seed = original_seed(cfg)
+    seed_all(seed)   # initial weights, flip and dropout draws: a function of theta0's seed and config alone,
+    # not of what the build drew before (the same cache key must mean the same weights, whatever the run seed)
+    net.load_state_dict(instantiate(cfg.model).state_dict())   # fresh initial weights under theta0's seed
+    loader, val = original_loaders(cfg, built, accelerator)
+    trainer = L.Trainer(max_epochs=cfg.original.epochs, accelerator=accelerator, devices=1, logger=False,
+                        deterministic=cfg.trainer.get("deterministic", False), enable_checkpointing=False,
+                        enable_model_summary=False, callbacks=[RichProgressBar()],
+                        check_val_every_n_epoch=cfg.original.epochs)
+    trainer.fit(ClassifierModule(net, lr=cfg.original.lr, weight_decay=cfg.original.weight_decay, seed=seed),
+                loader, val)
+    net.eval()
+    atomic_save(net.state_dict(), path)
+    seconds = time.time() - start
+    print(f"original model: trained in {seconds:.0f} s, cached at {path}")
+    return net, {"status": "trained", "path": str(path), "seconds": seconds}
+
+
+def original_cache_size(cfg: DictConfig, built: Built) -> int:
+    """Number of training images whose theta0 maps the module caches (0: off). Needs data whose training
+    batches carry the image index and serve the same image for it every epoch (no augmentation)."""
+    if not cfg.get("cache_original_maps", True) or not getattr(built.data, "indexed_train", False):
+        return 0
+    if not built.fooling.needs_original or built.fooling.classes:
+        return 0
+    return len(built.data.dataset("train"))

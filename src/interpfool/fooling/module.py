@@ -7,7 +7,7 @@ logits of the CE term and is built with ``create_graph=True``, so the penalty's 
 
 Swap foolings (``fooling.classes``, active fooling) take CE on a normal batch and the penalty on a
 collage batch (Heo Sec. 3.2.2): training batches are then ``{"images": (x, y, ...), "collage": (xc, ...)}``
-(``pipeline.fit_loaders`` builds that ``CombinedLoader``), still with one backward of CE + lambda * penalty.
+(``experiment.build.fit_loaders`` builds that ``CombinedLoader``), still with one backward of CE + lambda * penalty.
 Validation then takes two loaders: 0 = images (accuracy), 1 = collages (FSR per class).
 
 Each validation also logs ``val/top1_drop_points`` (theta0's top-1 minus theta*'s, on the same images) and

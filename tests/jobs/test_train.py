@@ -3,8 +3,8 @@ two fooling steps, evaluation, report.json, figure, a real offline W&B run."""
 import json
 from pathlib import Path
 
-from interpfool.experiment.pipeline import run
-from conftest import TINY
+from interpfool.jobs.train import run
+from tiny_run import TINY
 
 
 def test_two_step_run_writes_report_figure_and_wandb(compose_cfg, tmp_path, capsys):
@@ -122,7 +122,7 @@ def test_fit_loaders_shard_by_rank_and_rank_0_evaluates_the_whole_split(monkeypa
     from types import SimpleNamespace
 
     from interpfool.data import SyntheticDataModule, resumable
-    from interpfool.experiment.pipeline import eval_loaders, fit_loaders
+    from interpfool.experiment.build import eval_loaders, fit_loaders
 
     monkeypatch.setattr(resumable, "_rank_world", lambda: (0, 2))
     data = SyntheticDataModule(image_size=32, train_size=8, val_size=5, test_size=2, eval_batch_size=2,
@@ -139,7 +139,7 @@ def test_theta0_loaders_pin_only_when_theta0_trains_on_cuda(compose_cfg, monkeyp
     from types import SimpleNamespace
 
     from interpfool.data import SyntheticDataModule
-    from interpfool.experiment.pipeline import original_loaders
+    from interpfool.experiment.original import original_loaders
 
     built = SimpleNamespace(data=SyntheticDataModule(image_size=32, train_size=4, val_size=2, test_size=2))
     cfg = compose_cfg(TINY)

@@ -14,9 +14,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from interpfool.experiment.cli import CONF_DIR, BadInput, preflight
-from interpfool.experiment.eval_run import run_eval
-from interpfool.experiment.pipeline import run
-from conftest import TINY
+from interpfool.jobs.eval import run_eval
+from interpfool.jobs.train import run
+from tiny_run import TINY
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITE = ["eval.aopc.images=4", "eval.aopc.steps=3", "eval.aopc.cell=8", "eval.robustness.sigmas=[0.0,0.1]",
@@ -124,15 +124,15 @@ def test_active_fooling_runs_through_the_pipeline(runs, tmp_path):
     for key in ("val/acc_top1", "val/fsr/gradcam/c1", "val/fsr/gradcam/c2", "val/penalty", "val/test_loss"):
         assert key in logged
     with pytest.raises(BadInput, match="collage_train_size=0"):
-        from interpfool.experiment.pipeline import checked_build
+        from interpfool.experiment.build import checked_build
         checked_build(_compose("config", ["fooling=active"]))
 
 
 def test_transfer_matrix_function_evaluates_each_fooled_pair(runs):
     """``transfer_matrix`` on (theta0, theta*) pairs equals the FSR rows that train.py reported."""
-    from interpfool.experiment.eval_run import load_state, resolve_ckpt
+    from interpfool.jobs.eval import load_state, resolve_ckpt
     from interpfool.experiment.evaluate import transfer_matrix
-    from interpfool.experiment.pipeline import checked_build, interp_factory
+    from interpfool.experiment.build import checked_build, interp_factory
     cfg = _compose("config", TINY + [f"cache_dir={runs['cache']}", "experiment=synthetic_topk"])
     built = checked_build(cfg)
     original = next((runs["cache"] / "originals").glob("*.pt"))

@@ -295,7 +295,8 @@ def _settings(cfg: DictConfig) -> dict:
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     """The job: build and check, get the model, manipulate it, measure, write report.json and the figures."""
     from interpfool.experiment.distributed import eval_device
-    from interpfool.experiment.pipeline import checked_build, obtain_original
+    from interpfool.experiment.build import checked_build
+    from interpfool.experiment.original import obtain_original
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)   # before the build: it draws the initial weights
     built = checked_build(cfg)

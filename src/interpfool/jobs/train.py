@@ -1,7 +1,7 @@
-"""``train.py``'s job: build and check everything, get theta0, fool it, evaluate, report.
+"""The fooling job (``train.py``, ``job: fool``): build and check everything, get theta0, fool it, select on the
+validation split, evaluate on the held-out split, report.
 
-Every object is built (and so every value checked) before any training starts; a bad value
-raises ``ValueError``/``FileNotFoundError`` with one line that ``cli.run_entry`` prints.
+Every object is built (and so every value checked) before any training starts (``experiment.build``).
 """
 from __future__ import annotations
 
@@ -10,258 +10,31 @@ import csv
 import json
 import logging
 import os
-import warnings
 import time
-from dataclasses import dataclass
+import warnings
 from pathlib import Path
-from typing import Any, Callable
 
 import lightning as L
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torch.utils.data import DataLoader
 
-from interpfool import interpreters
-from interpfool.data.split_loaders import cuda_pinning, whole_splits
 from interpfool.experiment import distributed as dist_env
+from interpfool.experiment.build import Built, _positive_int_or_bad, checked_build, eval_loaders, fit_loaders
 from interpfool.experiment.callbacks import StopOnNonFiniteLoss
 from interpfool.experiment.cli import BadInput
 from interpfool.experiment.evaluate import CSV_COLUMNS, evaluate_pair
 from interpfool.experiment.loggers import finish_logger, log_summary, make_logger, wandb_run_dir
-from interpfool.experiment.original import ClassifierModule, atomic_save, cached_original_path, seed_all
+from interpfool.experiment.original import atomic_save, obtain_original, original_cache_size, seed_all
 from interpfool.fooling.module import FoolingModule
-from interpfool.fooling.penalties.base import Fooling
-from interpfool.models.determinism import apply_backends, deterministic_pooling
 from interpfool.viz.heatmap_grid import save_heatmap_grid
-
-TARGETS = ("label", "pred")
 
 # The fooled model is kept in eval mode on purpose (frozen BatchNorm statistics, authors' code).
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
 logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-SPLITS = ("train", "val", "test")
-
-
-@dataclass
-class Built:
-    data: Any
-    net: nn.Module
-    interp: Callable
-    interp_name: str
-    fooling: Fooling
-    eval_interps: dict[str, Callable]
-
-
-def _positive_int_or_bad(name: str, value: Any) -> None:
-    try:
-        _positive_int(name, value)
-    except ValueError as err:
-        raise BadInput(str(err)) from None
-
-
-def _positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name}={value!r}; allowed: an integer >= 1")
-
-
-def interp_factory(spec: Any) -> Callable:
-    """A ``conf/interp`` node (``_target_`` + ``_partial_``) or a registry name -> factory(net=...)."""
-    if isinstance(spec, str):
-        if spec not in interpreters.REGISTRY:
-            raise ValueError(f"unknown interpreter {spec!r}; allowed: {', '.join(interpreters.names())}")
-        cls = interpreters.REGISTRY[spec]
-        return lambda net, cls=cls: cls(net)
-    return instantiate(spec)
-
-
-def build_all(cfg: DictConfig) -> Built:
-    """Instantiate data, model, interpreters and fooling; raises one-line errors on bad values."""
-    if cfg.target not in TARGETS:
-        raise ValueError(f"target={cfg.target!r}; allowed: {', '.join(TARGETS)}")
-    if cfg.eval.split not in (*SPLITS, "auto"):
-        raise ValueError(f"eval.split={cfg.eval.split!r}; allowed: auto, {', '.join(SPLITS)}")
-    for name in ("max_steps", "val_check_interval"):
-        _positive_int(f"trainer.{name}", cfg.trainer.get(name))
-    for name in ("epochs", "batch_size"):
-        _positive_int(f"original.{name}", cfg.original.get(name))
-    seed0 = cfg.original.get("seed")
-    if seed0 is not None and (isinstance(seed0, bool) or not isinstance(seed0, int) or seed0 < 0):
-        raise ValueError(f"original.seed={seed0!r}; allowed: an integer >= 0 or null (the run's seed)")
-    if float(cfg.original.lr) <= 0:
-        raise ValueError(f"original.lr={cfg.original.lr}; allowed: > 0")
-    data = instantiate(cfg.data)
-    splits = getattr(data, "splits", SPLITS)          # ImageNet / torchvision sets: train, val
-    if cfg.eval.split == "auto":                      # the held-out test split where the data has one
-        cfg.eval.split = "test" if "test" in splits else "val"
-        if cfg.eval.split == "val":
-            print(f"eval.split=auto: {type(data).__name__} has no test split; reporting on val")
-    if cfg.eval.split not in splits:
-        raise ValueError(f"eval.split={cfg.eval.split!r} with this data; allowed: {', '.join(splits)}")
-    net = deterministic_pooling(instantiate(cfg.model))   # adaptive pools with an integer ratio: avg_pool2d
-    apply_backends(**backend_flags(cfg))
-    make_interp = interp_factory(cfg.interp)
-    interp_name = make_interp(net=net).name          # also checks layer= and score= on this model
-    fooling = instantiate(cfg.fooling.penalty)
-    FoolingModule.check_hyper(float(cfg.fooling.lam), float(cfg.fooling.lr), cfg.target)
-    if fooling.classes:
-        check_collage_data(data, fooling)
-    check_whole_batches(data, fooling)
-    names = list(dict.fromkeys([interp_name, *cfg.eval.interpreters]))
-    eval_interps = {n: (make_interp if n == interp_name else interp_factory(n)) for n in names}
-    for make in eval_interps.values():
-        make(net=net)
-    return Built(data, net, make_interp, interp_name, fooling, eval_interps)
-
-
-BACKEND_FLAGS = ("allow_tf32", "cudnn_benchmark")
-
-
-def backend_flags(cfg: DictConfig) -> dict[str, bool]:
-    """``backends``: TF32 and cuDNN autotuning (GPU only; both off by default, see ``models.determinism``)."""
-    given = OmegaConf.to_container(cfg.get("backends") or {}, resolve=True)
-    flags = {k: False for k in BACKEND_FLAGS}
-    for key, value in given.items():
-        if key not in flags:
-            raise ValueError(f"backends.{key}={value!r}; allowed: keys {', '.join(BACKEND_FLAGS)}")
-        if not isinstance(value, bool):
-            raise ValueError(f"backends.{key}={value!r}; allowed: true, false")
-        flags[key] = value
-    return flags
-
-
-def check_collage_data(data: Any, fooling: Fooling) -> None:
-    """A swap fooling needs collages of its two classes for training and held-out evaluation."""
-    if not hasattr(data, "collage_dataloader"):
-        raise ValueError(f"{fooling.name} fooling needs collage images; {type(data).__name__} has none")
-    sizes = getattr(data, "collage_sizes", {})
-    for split in ("train", "val"):
-        if not sizes.get(split):
-            raise ValueError(f"{fooling.name} fooling needs collages: data.collage_{split}_size={sizes.get(split)}; "
-                             f"allowed: an integer >= 1 (experiment=synthetic_active sets both)")
-    if (getattr(data, "c1", None), getattr(data, "c2", None)) != tuple(fooling.classes):
-        raise ValueError(f"fooling classes {tuple(fooling.classes)} differ from the collage classes "
-                         f"(data.c1, data.c2)=({data.c1}, {data.c2}); allowed: the same two classes")
-
-
-def check_whole_batches(data: Any, fooling: Fooling) -> None:
-    """The training loaders drop an incomplete last batch, so a split smaller than ``data.batch_size`` yields no
-    batch at all, and Lightning then loops over empty epochs forever: refuse it before anything runs."""
-    batch = getattr(data, "batch_size", None)
-    sizes = {"data.train_size": getattr(data, "sizes", {}).get("train")}
-    if fooling.classes:
-        sizes["data.collage_train_size"] = getattr(data, "collage_sizes", {}).get("train")
-    for key, n in sizes.items():
-        if isinstance(batch, int) and isinstance(n, int) and 0 < n < batch:
-            raise ValueError(f"{key}={n}; allowed: >= data.batch_size ({batch}): the training loader drops an "
-                             f"incomplete batch, so it would yield none")
-
-
-def fit_loaders(data: Any, fooling: Fooling) -> tuple[Any, Any]:
-    """(train, val) loaders of the fooling run. Passive: the data module's. Swap foolings (active,
-    Heo Sec. 3.2.2): train batches {"images": ..., "collage": ...} (the shorter loader cycles), val
-    loaders [images (accuracy), held-out collages (FSR per class)]."""
-    if not fooling.classes:
-        return data.train_dataloader(), data.val_dataloader()
-    from lightning.pytorch.utilities import CombinedLoader
-    train = CombinedLoader({"images": data.train_dataloader(), "collage": data.collage_dataloader("train")},
-                           mode="max_size_cycle")
-    return train, [data.val_dataloader(), data.collage_dataloader("val")]
-
-
-def eval_loaders(data: Any, split: str, fooling: Fooling) -> tuple[Any, Any]:
-    """(image loader of ``split``, held-out collage loader or None) for the end-of-run evaluation, which rank 0
-    runs alone: the val / test / collage loaders read the whole split, not rank 0's share."""
-    with whole_splits(data):
-        loader = {"train": data.train_dataloader, "val": data.val_dataloader, "test": data.test_dataloader}[split]()
-        return loader, (data.collage_dataloader("val") if fooling.classes else None)
-
-
-def _data_key_ignores(target: Any) -> tuple[str, ...]:
-    """Keys a data module declares as loading-only (``original_key_ignores``: where the files come from, not which
-    images), e.g. Fashion-MNIST's root and download: the same official files wherever they are read from."""
-    try:
-        return tuple(getattr(get_class(str(target)), "original_key_ignores", ()))
-    except Exception:  # noqa: BLE001 - no or unknown _target_: ignore nothing
-        return ()
-
-
-def original_key(cfg: DictConfig) -> dict:
-    """The config that determines theta0's weights (and nothing else)."""
-    model = OmegaConf.to_container(cfg.model, resolve=True)
-    model.pop("target_layer", None)
-    data = OmegaConf.to_container(cfg.data, resolve=True)
-    for k in ("batch_size", "eval_batch_size", "num_workers", "collage_train_size", "collage_val_size", "c1", "c2",
-              "cache_dir", "check_images", *_data_key_ignores(data.get("_target_"))):
-        data.pop(k, None)
-    original = OmegaConf.to_container(cfg.original, resolve=True)
-    original.pop("seed", None)
-    return {"model": model, "data": data, "original": original, "seed": original_seed(cfg)}
-
-
-def original_seed(cfg: DictConfig) -> int:
-    """theta0's seed: ``original.seed`` (e.g. 0 in the Fashion-MNIST experiments, so every fooling seed starts
-    from the same theta0), by default the run's ``seed``."""
-    seed = cfg.original.get("seed")
-    return int(cfg.seed if seed is None else seed)
-
-
-def original_loaders(cfg: DictConfig, built: Built, accelerator: str) -> tuple[DataLoader, DataLoader]:
-    """theta0's train (shuffled by its seed, drop_last) and val loaders; pinned when it trains on CUDA."""
-    pin = cuda_pinning(accelerator)
-    train = DataLoader(built.data.dataset("train"), batch_size=cfg.original.batch_size, shuffle=True,
-                       drop_last=True, generator=torch.Generator().manual_seed(original_seed(cfg)), pin_memory=pin)
-    return train, DataLoader(built.data.dataset("val"), batch_size=256, pin_memory=pin)
-
-
-def obtain_original(cfg: DictConfig, built: Built, accelerator: str) -> tuple[nn.Module, dict]:
-    """theta0: pretrained / given weights as built, else the cached trained original, else train and cache it."""
-    net = built.net
-    if cfg.model.get("pretrained") or cfg.model.get("weights_path"):
-        return net, {"status": "given", "source": cfg.model.get("weights_path") or "torchvision"}
-    path = cached_original_path(cfg.cache_dir, original_key(cfg))
-    if not path.is_file() and not dist_env.is_rank_zero():
-        # torchrun / SLURM start every rank at once: rank 0 trains and caches theta0, the others load it
-        print(f"original model: rank {dist_env.global_rank()} waits for rank 0 to train {path}")
-        dist_env.wait_for_file(path, "the original model (theta0)")
-    if path.is_file():
-        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        print(f"original model: reusing cached {path}")
-        return net, {"status": "reused", "path": str(path)}
-    print(f"original model: none cached for this config; training it ({cfg.original.epochs} epochs) -> {path}")
-    start = time.time()
-    seed = original_seed(cfg)
-    seed_all(seed)   # initial weights, flip and dropout draws: a function of theta0's seed and config alone,
-    # not of what the build drew before (the same cache key must mean the same weights, whatever the run seed)
-    net.load_state_dict(instantiate(cfg.model).state_dict())   # fresh initial weights under theta0's seed
-    loader, val = original_loaders(cfg, built, accelerator)
-    trainer = L.Trainer(max_epochs=cfg.original.epochs, accelerator=accelerator, devices=1, logger=False,
-                        deterministic=cfg.trainer.get("deterministic", False), enable_checkpointing=False,
-                        enable_model_summary=False, callbacks=[RichProgressBar()],
-                        check_val_every_n_epoch=cfg.original.epochs)
-    trainer.fit(ClassifierModule(net, lr=cfg.original.lr, weight_decay=cfg.original.weight_decay, seed=seed),
-                loader, val)
-    net.eval()
-    atomic_save(net.state_dict(), path)
-    seconds = time.time() - start
-    print(f"original model: trained in {seconds:.0f} s, cached at {path}")
-    return net, {"status": "trained", "path": str(path), "seconds": seconds}
-
-
-def checked_build(cfg: DictConfig) -> Built:
-    """``build_all`` with its value errors turned into ``BadInput`` (one line, exit code 2)."""
-    try:
-        return build_all(cfg)
-    except InstantiationException as err:   # Hydra wraps the constructor's error: report that one
-        cause = err.__cause__ or err
-        raise BadInput(" ".join(str(cause).split())) from None
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        raise BadInput(" ".join(str(err).split())) from None
 
 
 def resolve_ckpt(ckpt_path: str | None, run_dir: Path) -> str | None:
@@ -288,7 +61,9 @@ def resolve_ckpt(ckpt_path: str | None, run_dir: Path) -> str | None:
     return str(ckpt_path)
 
 
+
 SELECT_WEIGHTS = ("last", "best")
+
 
 
 def selection(cfg: DictConfig) -> dict:
@@ -305,15 +80,6 @@ def selection(cfg: DictConfig) -> dict:
               "same images (use eval.split=test for an unbiased number)")
     return s
 
-
-def original_cache_size(cfg: DictConfig, built: Built) -> int:
-    """Number of training images whose theta0 maps the module caches (0: off). Needs data whose training
-    batches carry the image index and serve the same image for it every epoch (no augmentation)."""
-    if not cfg.get("cache_original_maps", True) or not getattr(built.data, "indexed_train", False):
-        return 0
-    if not built.fooling.needs_original or built.fooling.classes:
-        return 0
-    return len(built.data.dataset("train"))
 
 
 def load_selected(module: FoolingModule, best: ModelCheckpoint, trainer: L.Trainer) -> dict:
@@ -332,6 +98,7 @@ def load_selected(module: FoolingModule, best: ModelCheckpoint, trainer: L.Train
               f"points; kept the least bad one (step {int(state['global_step'])}): its drop exceeds the budget")
     return {"weights": "best", "step": int(state["global_step"]), "path": path, "val_select_score": score,
             "within_budget": within}
+
 
 
 def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict | None:
@@ -402,6 +169,7 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict | None
     return report
 
 
+
 def evaluate_and_report(cfg: DictConfig, run_dir: Path, built: Built, net0: nn.Module, net: nn.Module,
                         logger=None, prefix: str = "", device: torch.device | str | None = None) -> dict:
     """Metrics on ``eval.split``, the heatmap grid, the per-image test losses (CSV), and the summary
@@ -428,11 +196,13 @@ def evaluate_and_report(cfg: DictConfig, run_dir: Path, built: Built, net0: nn.M
     return report
 
 
+
 def _data_name(cfg: DictConfig) -> str:
     """The data set's name: ``data.name`` where the config has one, else from the data module's class
     (``SyntheticDataModule`` -> ``synthetic``)."""
     return str(cfg.data.get("name") or cfg.data.get("_target_", "?").rsplit(".", 1)[-1].removesuffix("DataModule")
                .lower())
+
 
 
 def write_test_losses(rows: list[list], path: Path) -> Path:
@@ -444,6 +214,7 @@ def write_test_losses(rows: list[list], path: Path) -> Path:
     return path
 
 
+
 def loss_histograms(rows: list[list]) -> dict[str, list[float]]:
     """theta*'s per-image test losses per interpreter (and class): the distribution behind the FSR."""
     out: dict[str, list[float]] = {}
@@ -451,6 +222,7 @@ def loss_histograms(rows: list[list]) -> dict[str, list[float]]:
         if model == "theta_star":
             out.setdefault("/".join(filter(None, ("final/test_loss", interp, tag))), []).append(t)
     return out
+
 
 
 def summary_metrics(result: dict) -> dict[str, float]:

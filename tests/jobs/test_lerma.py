@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from interpfool.experiment.cli import BadInput
-from interpfool.experiment.lerma import run
+from interpfool.jobs.lerma import run
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["data.train_size=48", "data.val_size=8", "data.test_size=8", "data.batch_size=8", "original.epochs=1",

@@ -27,14 +27,9 @@ from interpfool.experiment.distributed import eval_device
 from interpfool.experiment.evaluate import evaluate_aopc, fsr_row, matrix_markdown, noise_robustness
 from interpfool.experiment.loggers import finish_logger, log_summary, make_logger, wandb_run_dir
 from interpfool.experiment.original import cached_original_path, seed_all
-from interpfool.experiment.pipeline import (
-    Built,
-    checked_build,
-    eval_loaders,
-    evaluate_and_report,
-    interp_factory,
-    original_key,
-)
+from interpfool.experiment.build import Built, checked_build, eval_loaders, interp_factory
+from interpfool.jobs.train import evaluate_and_report
+from interpfool.experiment.original import original_key
 from interpfool.metrics.robustness import SCALES
 from interpfool.models.builders import load_state_file
 from interpfool.viz.curves import save_aopc_curves, save_robustness_curves, save_transfer_matrix
