@@ -14,11 +14,11 @@ from torch import nn
 from interpfool import interpreters
 from interpfool.data.split_loaders import whole_splits
 from interpfool.experiment.cli import BadInput
+from interpfool.experiment.validate import check
 from interpfool.fooling.module import FoolingModule
 from interpfool.fooling.penalties.base import Fooling
 from interpfool.models.determinism import apply_backends, deterministic_pooling
 
-TARGETS = ("label", "pred")
 SPLITS = ("train", "val", "test")
 
 
@@ -32,18 +32,6 @@ class Built:
     eval_interps: dict[str, Callable]
 
 
-def _positive_int_or_bad(name: str, value: Any) -> None:
-    try:
-        _positive_int(name, value)
-    except ValueError as err:
-        raise BadInput(str(err)) from None
-
-
-def _positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name}={value!r}; allowed: an integer >= 1")
-
-
 def interp_factory(spec: Any) -> Callable:
     """A ``conf/interp`` node (``_target_`` + ``_partial_``) or a registry name -> factory(net=...)."""
     if isinstance(spec, str):
@@ -55,20 +43,11 @@ def interp_factory(spec: Any) -> Callable:
 
 
 def build_all(cfg: DictConfig) -> Built:
-    """Instantiate data, model, interpreters and fooling; raises one-line errors on bad values."""
-    if cfg.target not in TARGETS:
-        raise ValueError(f"target={cfg.target!r}; allowed: {', '.join(TARGETS)}")
-    if cfg.eval.split not in (*SPLITS, "auto"):
-        raise ValueError(f"eval.split={cfg.eval.split!r}; allowed: auto, {', '.join(SPLITS)}")
-    for name in ("max_steps", "val_check_interval"):
-        _positive_int(f"trainer.{name}", cfg.trainer.get(name))
-    for name in ("epochs", "batch_size"):
-        _positive_int(f"original.{name}", cfg.original.get(name))
-    seed0 = cfg.original.get("seed")
-    if seed0 is not None and (isinstance(seed0, bool) or not isinstance(seed0, int) or seed0 < 0):
-        raise ValueError(f"original.seed={seed0!r}; allowed: an integer >= 0 or null (the run's seed)")
-    if float(cfg.original.lr) <= 0:
-        raise ValueError(f"original.lr={cfg.original.lr}; allowed: > 0")
+    """Instantiate data, model, interpreters and fooling; raises one-line errors on bad values.
+
+    Types, ranges and choices of every key are checked first, in one walk over the typed schema
+    (``experiment.validate``); what is checked here needs the data or the model."""
+    check(cfg)
     data = instantiate(cfg.data)
     splits = getattr(data, "splits", SPLITS)          # ImageNet / torchvision sets: train, val
     if cfg.eval.split == "auto":                      # the held-out test split where the data has one
@@ -99,14 +78,7 @@ BACKEND_FLAGS = ("allow_tf32", "cudnn_benchmark")
 def backend_flags(cfg: DictConfig) -> dict[str, bool]:
     """``backends``: TF32 and cuDNN autotuning (GPU only; both off by default, see ``models.determinism``)."""
     given = OmegaConf.to_container(cfg.get("backends") or {}, resolve=True)
-    flags = {k: False for k in BACKEND_FLAGS}
-    for key, value in given.items():
-        if key not in flags:
-            raise ValueError(f"backends.{key}={value!r}; allowed: keys {', '.join(BACKEND_FLAGS)}")
-        if not isinstance(value, bool):
-            raise ValueError(f"backends.{key}={value!r}; allowed: true, false")
-        flags[key] = value
-    return flags
+    return {k: bool(given.get(k, False)) for k in BACKEND_FLAGS}
 
 
 def check_collage_data(data: Any, fooling: Fooling) -> None:

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from interpfool.experiment import distributed as dist_env
-from interpfool.experiment.build import Built, _positive_int_or_bad, checked_build, eval_loaders, fit_loaders
+from interpfool.experiment.build import Built, checked_build, eval_loaders, fit_loaders
 from interpfool.experiment.callbacks import StopOnNonFiniteLoss
 from interpfool.experiment.cli import BadInput
 from interpfool.experiment.evaluate import CSV_COLUMNS, evaluate_pair
@@ -62,24 +62,15 @@ def resolve_ckpt(ckpt_path: str | None, run_dir: Path) -> str | None:
 
 
 
-SELECT_WEIGHTS = ("last", "best")
-
-
 
 def selection(cfg: DictConfig) -> dict:
-    """``select``: which weights the final evaluation takes: the last step's, or the best validation's."""
-    sc = OmegaConf.to_container(cfg.get("select") or {}, resolve=True)
-    s = {"weights": "last", "max_top1_drop": 3.0, **sc}
-    if s["weights"] not in SELECT_WEIGHTS:
-        raise BadInput(f"select.weights={s['weights']!r}; allowed: {', '.join(SELECT_WEIGHTS)}")
-    drop = s["max_top1_drop"]
-    if isinstance(drop, bool) or not isinstance(drop, (int, float)) or not drop >= 0:
-        raise BadInput(f"select.max_top1_drop={drop!r}; allowed: a number >= 0 (top-1 points)")
+    """``select``: which weights the final evaluation takes: the last step's, or the best validation's (values
+    checked by the schema, ``experiment.schema.SelectConfig``)."""
+    s = OmegaConf.to_container(cfg.select, resolve=True)
     if s["weights"] == "best" and cfg.eval.split == "val":
         print("select.weights=best picks the checkpoint on the validation split; eval.split=val reports on the "
               "same images (use eval.split=test for an unbiased number)")
     return s
-
 
 
 def load_selected(module: FoolingModule, best: ModelCheckpoint, trainer: L.Trainer) -> dict:
@@ -108,7 +99,6 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict | None
     built = checked_build(cfg)
     run_dir = Path(run_dir)
     ckpt = resolve_ckpt(cfg.get("ckpt_path"), run_dir)
-    _positive_int_or_bad("checkpoint_every", cfg.get("checkpoint_every", 200))
     select = selection(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     accelerator = cfg.trainer.get("accelerator", "cpu")

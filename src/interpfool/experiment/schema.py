@@ -1,0 +1,528 @@
+"""The typed schema of every setting: dataclasses registered with Hydra's ConfigStore (structured configs).
+
+Each YAML option of a group starts from its schema (``defaults: [schema_<option>, _self_]``) and ``config.yaml`` /
+``eval.yaml`` from ``schema/train`` / ``schema/eval``, so Hydra refuses a wrong type or an unknown key while it
+composes, before anything runs. Value ranges and choices that hold whatever the other settings are live here too,
+as field metadata (``num``, ``integer``, ``choice``, ...), and ``experiment.validate`` checks them all in one walk;
+only checks that need the data or the model (a class index below the data's class count, a mask width that fits the
+map) stay with the objects that know them.
+
+A new key is a new field here: the schema test (tests/experiment/test_schema.py) walks every leaf of every option and
+tries a value of the wrong type and, where the metadata gives a range, one outside it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+
+# -- field helpers: a default plus what is allowed (read by experiment.validate and the schema test) -----------------
+
+
+def integer(default: Any, *, ge: int | None = None, le: int | None = None, nullable: bool = False, **extra) -> Any:
+    """An integer setting, optionally bounded (inclusive) or null."""
+    return field(default=default, metadata={"kind": "int", "ge": ge, "le": le, "nullable": nullable, **extra})
+
+
+def num(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+        lt: float | None = None, nullable: bool = False, **extra) -> Any:
+    """A finite real setting (inf and NaN are refused), optionally bounded or null."""
+    return field(default=default, metadata={"kind": "float", "ge": ge, "gt": gt, "le": le, "lt": lt,
+                                            "nullable": nullable, **extra})
+
+
+def choice(default: Any, options: tuple, *, nullable: bool = False, **extra) -> Any:
+    """One of ``options`` (strings), or null where ``nullable``."""
+    return field(default=default, metadata={"kind": "choice", "options": tuple(options), "nullable": nullable,
+                                            **extra})
+
+
+def numbers(default: list, *, ge: float | None = None, gt: float | None = None, length: int | None = None,
+            nullable: bool = False) -> Any:
+    """A list of finite reals."""
+    return field(default_factory=lambda: list(default) if default is not None else None,
+                 metadata={"kind": "floats", "ge": ge, "gt": gt, "length": length, "nullable": nullable})
+
+
+def integers(default: list, *, ge: int | None = None, length: int | None = None, min_length: int | None = None) -> Any:
+    """A list of integers."""
+    return field(default_factory=lambda: list(default),
+                 metadata={"kind": "ints", "ge": ge, "length": length, "min_length": min_length})
+
+
+def interpreter_names(default: list | None, *, nullable: bool = False) -> Any:
+    """A list of registered interpreter names (``interpreters.names()``)."""
+    return field(default_factory=lambda: list(default) if default is not None else None,
+                 metadata={"kind": "interpreters", "nullable": nullable})
+
+
+# The choices, spelled where the code that reads them defines them (imported lazily by validate would hide a typo
+# until a run: these are checked against the code's own constants in tests/experiment/test_schema.py).
+SCORES = ("logit", "prob")
+NORMALIZATIONS = ("none", "max", "minmax", "absmax")
+IG_METHODS = ("riemann_right", "riemann_left", "riemann_middle", "riemann_trapezoid", "gausslegendre")
+BASELINES = ("zeros", "black", "blur")
+RNGS = ("portable", "torch")
+COMPOSITES = ("epsilon_plus", "epsilon_plus_maxprop", "epsilon_plus_addprop", "zennit_epsilon_plus")
+MAXPOOL_RULES = ("wta", "proportional")
+AVGPOOL_RULES = ("zplus", "norm")
+ADD_RULES = ("positive", "proportional")
+BN_FIRST_RULES = ("pass", "zplus")
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "auto")
+PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "transformer-engine")
+STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "fsdp", "single_device")
+LOGGER_KINDS = ("wandb", "csv", "none")
+WANDB_MODES = ("offline", "online", "disabled")
+CHECK_IMAGES = ("first", "all", "none")
+TORCHVISION_SETS = ("cifar10", "fashion_mnist")
+MASK_KINDS = ("frame", "corner")
+JOBS = ("fool", "lerma")
+TARGETS = ("label", "pred")
+SPLITS = ("train", "val", "test")
+SELECT_WEIGHTS = ("best", "last")
+ROBUSTNESS_SCALES = ("relative", "absolute")
+LERMA_WEIGHTS = ("original", "random")
+LERMA_SHIFT_DTYPES = ("float64", "model")
+
+
+# -- model -------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelConfig:
+    _target_: str = "interpfool.models.build"
+    name: str = "small_vgg"                     # the registered model (conf/model/<name>.yaml sets it)
+    num_classes: int = integer("${data.num_classes}", ge=2)
+    pretrained: bool = False                    # torchvision's ImageNet weights (ImageNet-sized models only)
+    weights_path: Optional[str] = None          # a state dict to start from instead of a cached / trained theta0
+    target_layer: Optional[str] = None          # the T layer of layer-level maps; null: the model's own cut
+
+
+@dataclass
+class SmallVGGConfig(ModelConfig):
+    name: str = "small_vgg"
+    width: int = integer(16, ge=1)
+
+
+@dataclass
+class SmallResNetConfig(ModelConfig):
+    name: str = "small_resnet"
+    width: int = integer(16, ge=1)
+    blocks: List[int] = integers([1, 1, 2], ge=1, min_length=1)
+
+
+@dataclass
+class SmallDenseNetConfig(ModelConfig):
+    name: str = "small_densenet"
+    width: int = integer(24, ge=1)
+    growth: int = integer(12, ge=1)
+    layers: int = integer(4, ge=1)
+    bn_size: int = integer(4, ge=1)
+
+
+# -- data --------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DataConfig:
+    _target_: str = "interpfool.data.SyntheticDataModule"
+    num_classes: int = integer(8, ge=2)
+    seed: int = integer("${seed}", ge=0)
+    batch_size: int = integer(32, ge=1)
+    eval_batch_size: int = integer(100, ge=1)
+    num_workers: int = integer(0, ge=0)
+
+
+@dataclass
+class SyntheticDataConfig(DataConfig):
+    image_size: int = integer(64, ge=16)
+    clutter: int = integer(6, ge=0)
+    train_size: int = integer(4000, ge=1)
+    val_size: int = integer(400, ge=1)
+    test_size: int = integer(400, ge=1)
+    mean: float = num(0.5)
+    std: float = num(0.25, gt=0)
+    c1: int = integer(0, ge=0)
+    c2: int = integer(1, ge=0)
+    collage_train_size: int = integer(0, ge=0)
+    collage_val_size: int = integer(0, ge=0)
+
+
+@dataclass
+class FashionMNISTDataConfig(DataConfig):
+    _target_: str = "interpfool.data.FashionMNISTDataModule"
+    root: Optional[str] = None
+    download: bool = True
+    image_size: Optional[int] = integer(None, ge=8, nullable=True)
+    num_classes: int = integer(10, ge=10, le=10)
+    train_size: Optional[int] = integer(None, ge=1, nullable=True)
+    val_size: int = integer(5000, ge=1, le=59999)
+    test_size: Optional[int] = integer(None, ge=1, le=10000, nullable=True)
+    split_seed: int = integer(0, ge=0)
+    mask_threshold: int = integer(8, ge=0, le=254)
+    batch_size: int = integer(64, ge=1)
+    eval_batch_size: int = integer(256, ge=1)
+    c1: int = integer(0, ge=0, le=9)
+    c2: int = integer(1, ge=0, le=9)
+    collage_train_size: int = integer(0, ge=0)
+    collage_val_size: int = integer(0, ge=0)
+
+
+@dataclass
+class ImageNetDataConfig(DataConfig):
+    _target_: str = "interpfool.data.ImageNetDataModule"
+    root: str = "data/imagenet"
+    image_size: int = integer(224, ge=8)
+    resize_size: Optional[int] = integer(None, ge=8, nullable=True)
+    num_classes: int = integer(1000, ge=2)
+    per_class: Optional[int] = integer(None, ge=1, nullable=True)
+    check_images: str = choice("first", CHECK_IMAGES)
+    batch_size: int = integer(32, ge=1)
+    eval_batch_size: int = integer(64, ge=1)
+    num_workers: int = integer(4, ge=0)
+
+
+@dataclass
+class CollageDataConfig(ImageNetDataConfig):
+    _target_: str = "interpfool.data.CollageDataModule"
+    c1: Any = 386                               # a class index or a wnid folder name (checked against the data)
+    c2: Any = 555
+    collage_train_size: int = integer(1100, ge=0)
+    collage_val_size: int = integer(200, ge=0)
+    cache_dir: str = "${cache_dir}"
+
+
+@dataclass
+class TorchvisionDataConfig(DataConfig):
+    _target_: str = "interpfool.data.TorchvisionDataModule"
+    name: str = choice("cifar10", TORCHVISION_SETS)
+    root: str = "data/torchvision"
+    download: bool = True
+    image_size: Optional[int] = integer(None, ge=8, nullable=True)
+    num_classes: int = integer(10, ge=10, le=10)
+    flip: bool = True
+    batch_size: int = integer(64, ge=1)
+    eval_batch_size: int = integer(256, ge=1)
+    num_workers: int = integer(2, ge=0)
+
+
+# -- fooling (Heo et al. 2019, Sec. 3.2) -------------------------------------------------------------------------
+
+
+@dataclass
+class PenaltyConfig:
+    _target_: str = "interpfool.fooling.penalties.LocationFooling"
+    interval: List[float] = numbers([0.0, 0.2], length=2)    # test-loss interval that counts as fooled (FSR)
+
+
+@dataclass
+class LocationPenaltyConfig(PenaltyConfig):
+    mask: str = "frame"                         # frame | corner | a .pt / .npy mask file (checked when built)
+    width: Optional[int] = integer(None, ge=1, nullable=True)
+
+
+@dataclass
+class TopKPenaltyConfig(PenaltyConfig):
+    _target_: str = "interpfool.fooling.penalties.TopKFooling"
+    k: float = num(10, gt=0, le=100)            # percent of the map's cells
+    interval: List[float] = numbers([0.0, 0.3], length=2)
+
+
+@dataclass
+class CenterMassPenaltyConfig(PenaltyConfig):
+    _target_: str = "interpfool.fooling.penalties.CenterMassFooling"
+    interval: List[float] = numbers([0.1, 1.0], length=2)
+
+
+@dataclass
+class ActivePenaltyConfig(PenaltyConfig):
+    _target_: str = "interpfool.fooling.penalties.ActiveFooling"
+    c1: int = integer("${data.c1}", ge=0)
+    c2: int = integer("${data.c2}", ge=0)
+    interval: List[float] = numbers([0.5, 2.0], length=2)
+
+
+@dataclass
+class FoolingConfig:
+    name: str = "location"
+    penalty: Any = None
+    lam: float = num(10.0, ge=0)                # lambda of CE + lambda * penalty
+    lr: float = num(1e-3, gt=0)                 # Adam's learning rate
+
+
+@dataclass
+class LocationFoolingConfig(FoolingConfig):
+    penalty: LocationPenaltyConfig = field(default_factory=LocationPenaltyConfig)
+
+
+@dataclass
+class TopKFoolingConfig(FoolingConfig):
+    name: str = "topk"
+    penalty: TopKPenaltyConfig = field(default_factory=TopKPenaltyConfig)
+
+
+@dataclass
+class CenterMassFoolingConfig(FoolingConfig):
+    name: str = "center_mass"
+    penalty: CenterMassPenaltyConfig = field(default_factory=CenterMassPenaltyConfig)
+    lam: float = num(0.25, ge=0)
+    lr: float = num(2e-4, gt=0)
+
+
+@dataclass
+class ActiveFoolingConfig(FoolingConfig):
+    name: str = "active"
+    penalty: ActivePenaltyConfig = field(default_factory=ActivePenaltyConfig)
+
+
+# -- interpreters (DESIGN.md 2.1) --------------------------------------------------------------------------------
+
+
+@dataclass
+class InterpConfig:
+    _target_: str = "interpfool.interpreters.gradient.SimpleGrad"
+    _partial_: bool = True
+    score: str = choice("logit", SCORES)
+    normalize: Optional[str] = choice(None, NORMALIZATIONS, nullable=True)
+
+
+@dataclass
+class LayerInterpConfig(InterpConfig):
+    layer: Optional[str] = None                 # null: the model's target layer (a cut, DESIGN.md 2.1)
+
+
+@dataclass
+class GradCAMPlusPlusConfig(LayerInterpConfig):
+    eps: float = num(1e-6, gt=0)
+
+
+@dataclass
+class PathConfig(InterpConfig):
+    steps: int = integer(50, ge=1)
+    mean: List[float] = numbers([0.485, 0.456, 0.406])
+    std: List[float] = numbers([0.229, 0.224, 0.225], gt=0)
+    blur_sigma: float = num(5.0, gt=0)
+    chunk_size: Optional[int] = integer(None, ge=1, nullable=True)
+
+
+@dataclass
+class IGConfig(PathConfig):
+    method: str = choice("riemann_right", IG_METHODS)
+    baseline: Any = "zeros"                     # zeros | black | blur | a number (checked when built)
+
+
+@dataclass
+class RSIGradCAMConfig(PathConfig):
+    layer: Optional[str] = None
+    score: str = choice("prob", SCORES)
+    baseline: Any = "black"
+    positive_grads: bool = False
+
+
+@dataclass
+class SmoothGradConfig(InterpConfig):
+    n: int = integer(50, ge=1)
+    sigma: float = num(0.15, ge=0)
+    seed: Optional[int] = integer(None, nullable=True)
+    rng: str = choice("portable", RNGS)
+    chunk_size: Optional[int] = integer(None, ge=1, nullable=True)
+
+
+@dataclass
+class LRPConfig(InterpConfig):
+    composite: str = choice("epsilon_plus", COMPOSITES)
+    maxpool: Optional[str] = choice(None, MAXPOOL_RULES, nullable=True)
+    avgpool: Optional[str] = choice(None, AVGPOOL_RULES, nullable=True)
+    add: Optional[str] = choice(None, ADD_RULES, nullable=True)
+    bn_first: Optional[str] = choice(None, BN_FIRST_RULES, nullable=True)
+    epsilon: Optional[float] = num(None, ge=0, nullable=True)
+    stabilizer: Optional[float] = num(None, gt=0, nullable=True)
+
+
+@dataclass
+class LRPTConfig(LRPConfig):
+    layer: Optional[str] = None
+
+
+# -- trainer, logger ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainerConfig:
+    """Keyword arguments of Lightning's Trainer for the fooling run."""
+    accelerator: str = choice("cpu", ACCELERATORS)
+    devices: Any = 1                            # an integer (-1: all), a list of indices, or auto
+    num_nodes: int = integer(1, ge=1)
+    strategy: str = choice("auto", STRATEGIES)
+    sync_batchnorm: bool = False
+    precision: str = choice("32-true", PRECISIONS)
+    deterministic: bool = True
+    max_steps: int = integer(800, ge=1)
+    val_check_interval: int = integer(100, ge=1)
+    log_every_n_steps: int = integer(10, ge=1)
+
+    @staticmethod
+    def extra_keys() -> set[str]:
+        """Other Trainer arguments a user may add (``+trainer.gradient_clip_val=1``); Lightning checks their values.
+        The run sets the rest itself."""
+        import inspect
+
+        import lightning as L
+        own = {"self", "logger", "callbacks", "inference_mode", "check_val_every_n_epoch", "num_sanity_val_steps",
+               "default_root_dir", "enable_model_summary", "use_distributed_sampler", "max_epochs"}
+        return set(inspect.signature(L.Trainer.__init__).parameters) - own
+
+
+@dataclass
+class LoggerConfig:
+    kind: str = choice("csv", LOGGER_KINDS)
+
+
+@dataclass
+class WandbLoggerConfig(LoggerConfig):
+    kind: str = choice("wandb", LOGGER_KINDS)
+    project: str = "interpfool"
+    mode: str = choice("offline", WANDB_MODES)
+    group: Optional[str] = None
+    tags: List[str] = field(default_factory=list)
+
+
+# -- the top level -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class OriginalConfig:
+    """Training of theta0 when no pretrained weights are given."""
+    epochs: int = integer(20, ge=1)
+    lr: float = num(3e-3, gt=0)
+    weight_decay: float = num(1e-4, ge=0)
+    batch_size: int = integer(32, ge=1)
+    seed: Optional[int] = integer(None, ge=0, nullable=True)
+
+
+@dataclass
+class BackendsConfig:
+    allow_tf32: bool = False
+    cudnn_benchmark: bool = False
+
+
+@dataclass
+class SelectConfig:
+    weights: str = choice("best", SELECT_WEIGHTS)
+    max_top1_drop: float = num(2.0, ge=0)
+
+
+@dataclass
+class AOPCConfig:
+    images: int = integer(200, ge=0)
+    cell: int = integer(4, ge=1)
+    steps: int = integer(100, ge=1)
+    noise_std: float = num(0.3, ge=0)
+    seed: int = integer(0, ge=0)
+    chunk: int = integer(1024, ge=1)
+    interpreter: Optional[str] = None
+
+
+@dataclass
+class RobustnessConfig:
+    sigmas: List[float] = numbers([0.0, 0.02, 0.05, 0.1, 0.2], ge=0)
+    scale: str = choice("relative", ROBUSTNESS_SCALES)
+    trials: int = integer(2, ge=1)
+    seed: int = integer(0, ge=0)
+    interpreters: Optional[List[str]] = interpreter_names(None, nullable=True)
+
+
+@dataclass
+class EvalConfig:
+    split: str = choice("auto", ("auto", *SPLITS))
+    interpreters: List[str] = interpreter_names(["gradcam"])
+    figure_images: int = integer(8, ge=0)
+
+
+@dataclass
+class EvalSuiteConfig(EvalConfig):
+    """``eval.py``'s ``eval``: the training config's plus AOPC and parameter-noise robustness."""
+    split: str = choice("val", SPLITS)
+    aopc: AOPCConfig = field(default_factory=AOPCConfig)
+    robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
+
+
+@dataclass
+class LermaConfig:
+    """``experiment=lerma_presoftmax`` (Lerma & Lucas 2023)."""
+    k: float = num(10.0)
+    k_by_model: Dict[str, float] = field(default_factory=dict)
+    position: List[int] = integers([0, 0], ge=0, length=2)
+    shift_dtype: str = choice("float64", LERMA_SHIFT_DTYPES)
+    weights: str = choice("original", LERMA_WEIGHTS)
+    split: str = choice("val", SPLITS)
+    images: int = integer(64, ge=1)
+    figure_images: int = integer(6, ge=0)
+    interpreters: List[str] = interpreter_names(["gradcam", "simplegT", "lrp", "lrpT"])
+    post_interpreters: Optional[List[str]] = interpreter_names(None, nullable=True)
+    interp_kwargs: Dict[str, Any] = field(default_factory=dict)
+    corner_threshold: float = num(0.9, gt=0, le=1)
+    float64_post: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """``config.yaml``: the fooling job (and the lerma job)."""
+    model: Any = None
+    data: Any = None
+    fooling: Any = None
+    interp: Any = None
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: Any = None
+    job: str = choice("fool", JOBS)
+    seed: int = integer(0, ge=0)
+    target: str = choice("label", TARGETS)
+    cache_dir: str = ".cache/interpfool"
+    original: OriginalConfig = field(default_factory=OriginalConfig)
+    checkpoint_every: int = integer(200, ge=1)
+    ckpt_path: Optional[str] = None
+    cache_original_maps: bool = True
+    nan_check_every: int = integer(1, ge=0)
+    backends: BackendsConfig = field(default_factory=BackendsConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    lerma: Optional[LermaConfig] = None
+    cells: Optional[Dict[str, Any]] = None      # per-cell lr / lambda tables of a sweep (sweeps/table4_cells.yaml)
+
+
+@dataclass
+class EvalRunConfig(TrainConfig):
+    """``eval.yaml``: the evaluation suite on fooled checkpoints."""
+    ckpt: Any = None                            # fooled.pt, its run folder, or a list of them
+    original_ckpt: Optional[str] = None
+    eval: EvalSuiteConfig = field(default_factory=EvalSuiteConfig)
+
+
+GROUP_SCHEMAS = {
+    "model": {"small_vgg": SmallVGGConfig, "small_resnet": SmallResNetConfig, "small_densenet": SmallDenseNetConfig,
+              "vgg19": ModelConfig, "resnet50": ModelConfig, "densenet121": ModelConfig},
+    "data": {"synthetic": SyntheticDataConfig, "fashion_mnist": FashionMNISTDataConfig, "imagenet": ImageNetDataConfig,
+             "collage": CollageDataConfig, "cifar10": TorchvisionDataConfig},
+    "fooling": {"location": LocationFoolingConfig, "topk": TopKFoolingConfig, "center_mass": CenterMassFoolingConfig,
+                "active": ActiveFoolingConfig},
+    "interp": {"gradcam": LayerInterpConfig, "gradcam_pos": LayerInterpConfig, "gradcampp": GradCAMPlusPlusConfig,
+               "simpleg": InterpConfig, "simplegT": LayerInterpConfig, "gradinput": InterpConfig, "ig": IGConfig,
+               "smoothgrad": SmoothGradConfig, "rsigradcam": RSIGradCAMConfig, "lrp": LRPConfig, "lrpT": LRPTConfig},
+    "trainer": {"cpu": TrainerConfig, "gpu": TrainerConfig, "ddp": TrainerConfig},
+    "logger": {"csv": LoggerConfig, "wandb": WandbLoggerConfig},
+}
+
+
+def register() -> None:
+    """Store every schema with Hydra's ConfigStore (idempotent): ``schema/train``, ``schema/eval`` and, per group,
+    ``<group>/schema_<option>`` that the option's YAML file names first in its defaults list."""
+    cs = ConfigStore.instance()
+    cs.store(group="schema", name="train", node=TrainConfig)
+    cs.store(group="schema", name="eval", node=EvalRunConfig)
+    for group, options in GROUP_SCHEMAS.items():
+        for option, node in options.items():
+            cs.store(group=group, name=f"schema_{option}", node=node)
+
+
+register()
