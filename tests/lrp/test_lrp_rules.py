@@ -162,7 +162,8 @@ FORBIDDEN = {"data", "detach", "register_hook", "register_full_backward_hook", "
              "add_", "mul_", "copy_", "zero_", "clamp_", "relu_"}
 
 
-@pytest.mark.parametrize("path", ["lrp/rules.py", "lrp/adapters.py", "lrp/composites.py", "interpreters/lrp.py"])
+@pytest.mark.parametrize("path", ["lrp/rules.py", "lrp/ops.py", "lrp/plans.py", "lrp/walker.py", "lrp/adapters.py",
+                                  "lrp/composites.py", "interpreters/lrp.py"])
 def test_lrp_code_has_no_hooks_data_detach_or_inplace(path):
     """DESIGN.md 4: stock LRP loses second-order gradients through .data, .detach() and hooks."""
     with open(SRC / path, "rb") as fh:

@@ -25,8 +25,9 @@ import torch
 from torch import nn
 
 from interpfool.lrp import rules
-from interpfool.lrp.adapters import AvgPoolOp, LRPAdapter, MaxPoolOp, Trace
 from interpfool.lrp.composites import Composite
+from interpfool.lrp.ops import AvgPoolOp, MaxPoolOp
+from interpfool.lrp.walker import LRPAdapter, Trace
 from interpfool.models.builders import resolve_module
 
 Tensor = torch.Tensor

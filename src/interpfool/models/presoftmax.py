@@ -17,7 +17,8 @@ first to get independent weights). Module names, ``state_dict`` keys, ``target_l
 ``last_pool`` are the original's, so every interpreter (and ``layer=`` names) work on it unchanged; the
 manipulation adds no parameter (K and the position are plain attributes), so
 ``shifted.state_dict()`` loads into the unshifted class too. LRP/LRP_T get an adapter that splits the
-relevance of z'_c between the original logit and t (``interpfool.lrp.presoftmax``).
+relevance of z'_c between the original logit and t (``interpfool.lrp.presoftmax``; ``lrp`` recognises the
+``PresoftmaxShifted`` class, this module does not import ``lrp``).
 
 Float error: z + t is rounded to the precision of t, so in float32 the logit *differences* (all that
 softmax sees) carry an error of about ulp(t) ~ 6e-8 |t| (measured: softmax moves by 2.2e-6 on a random
