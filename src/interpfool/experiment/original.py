@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from interpfool.experiment import distributed as dist_env
+from interpfool.experiment.run_plan import Theta0Estimate
 
 if TYPE_CHECKING:
     from interpfool.experiment.build import Built
@@ -131,6 +132,18 @@ def original_loaders(cfg: DictConfig, built: Built, accelerator: str) -> tuple[D
     return train, DataLoader(built.data.dataset("val"), batch_size=256, pin_memory=pin)
 
 
+def original_source(cfg: DictConfig) -> str:
+    """Where theta0 will come from, in words (for the run's plan): given weights, the cache, or training now."""
+    if cfg.model.get("weights_path"):
+        return f"loaded from {cfg.model.weights_path}"
+    if cfg.model.get("pretrained"):
+        return "pretrained (torchvision's ImageNet weights)"
+    path = cached_original_path(cfg.cache_dir, original_key(cfg))
+    if path.is_file():
+        return f"cached ({path})"
+    return f"not cached: trained now for {cfg.original.epochs} epochs (estimate after its first batches) -> {path}"
+
+
 def obtain_original(cfg: DictConfig, built: Built, accelerator: str) -> tuple[nn.Module, dict]:
     """theta0: pretrained / given weights as built, else the cached trained original, else train and cache it."""
     net = built.net
@@ -154,7 +167,7 @@ def obtain_original(cfg: DictConfig, built: Built, accelerator: str) -> tuple[nn
     loader, val = original_loaders(cfg, built, accelerator)
     trainer = L.Trainer(max_epochs=cfg.original.epochs, accelerator=accelerator, devices=1, logger=False,
                         deterministic=cfg.trainer.get("deterministic", False), enable_checkpointing=False,
-                        enable_model_summary=False, callbacks=[RichProgressBar()],
+                        enable_model_summary=False, callbacks=[RichProgressBar(), Theta0Estimate(cfg.original.epochs)],
                         check_val_every_n_epoch=cfg.original.epochs)
     trainer.fit(ClassifierModule(net, lr=cfg.original.lr, weight_decay=cfg.original.weight_decay, seed=seed),
                 loader, val)

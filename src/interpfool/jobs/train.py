@@ -26,7 +26,9 @@ from interpfool.experiment.callbacks import StopOnNonFiniteLoss
 from interpfool.experiment.cli import BadInput
 from interpfool.experiment.evaluate import CSV_COLUMNS, evaluate_pair
 from interpfool.experiment.loggers import finish_logger, log_summary, make_logger, wandb_run_dir
-from interpfool.experiment.original import atomic_save, obtain_original, original_cache_size, seed_all
+from interpfool.experiment.original import (atomic_save, obtain_original, original_cache_size, original_source,
+                                            seed_all)
+from interpfool.experiment.run_plan import announce, describe
 from interpfool.fooling.module import FoolingModule
 from interpfool.viz.heatmap_grid import save_heatmap_grid
 
@@ -102,6 +104,8 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict | None
     select = selection(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     accelerator = cfg.trainer.get("accelerator", "cpu")
+    if dist_env.is_rank_zero():
+        announce(describe(cfg, built, run_dir, original_source(cfg), accelerator))
     net0, original_info = obtain_original(cfg, built, accelerator)
     fooled = copy.deepcopy(net0)
     module = FoolingModule(fooled, built.interp, built.fooling, lam=float(cfg.fooling.lam), lr=float(cfg.fooling.lr),
