@@ -16,7 +16,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -27,6 +27,7 @@ from interpfool.experiment.cli import BadInput
 from interpfool.experiment.evaluate import CSV_COLUMNS, evaluate_pair
 from interpfool.experiment.loggers import finish_logger, log_summary, make_logger, wandb_run_dir
 from interpfool.experiment.original import atomic_save, obtain_original, original_cache_size, seed_all
+from interpfool.experiment.progress import RunProgressBar
 from interpfool.fooling.module import FoolingModule
 from interpfool.viz.heatmap_grid import save_heatmap_grid
 
@@ -123,7 +124,7 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict | None
     report, wandb_dir = None, None
     try:
         ckpt_dir = run_dir / "checkpoints"
-        callbacks = [RichProgressBar(), StopOnNonFiniteLoss(int(cfg.get("nan_check_every", 1)), str(ckpt_dir)),
+        callbacks = [RunProgressBar("Fooling"), StopOnNonFiniteLoss(int(cfg.get("nan_check_every", 1)), str(ckpt_dir)),
                      # last.ckpt every N steps; Lightning writes it through an fsspec transaction (temp + move)
                      ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=int(cfg.get("checkpoint_every", 200)),
                                      save_last=True, save_top_k=0, enable_version_counter=False)]

@@ -1,0 +1,61 @@
+"""RunProgressBar: the fooling bar counts steps k/max_steps across epochs (Lightning's read ``Epoch 6/-2``),
+theta0's bar counts epochs from 1; both run with stdout captured (not a terminal) and only rank 0 draws."""
+from types import SimpleNamespace
+
+import lightning as L
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from interpfool.experiment.progress import RunProgressBar
+
+
+class Tiny(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Linear(2, 1)
+
+    def training_step(self, batch, batch_idx):
+        loss = self.net(batch[0]).pow(2).mean()
+        self.log("loss", loss, prog_bar=True)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def _fit(bar, **limits):
+    loader = DataLoader(TensorDataset(torch.randn(4, 2)), batch_size=2)   # 2 batches an epoch
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_model_summary=False, callbacks=[bar], **limits)
+    trainer.fit(Tiny(), loader)
+    return trainer
+
+
+def _rendered(bar):
+    task = bar.train_progress_bar
+    return task.description.strip(), bar.progress.columns[2].render(task).plain, task.total, task.completed
+
+
+def test_a_step_bounded_fit_shows_step_k_of_max_steps_across_epochs(capsys):
+    bar = RunProgressBar("Fooling")
+    trainer = _fit(bar, max_steps=3, max_epochs=-1)                        # 3 steps: 2 epochs of 2 batches
+    assert trainer.global_step == 3 and trainer.current_epoch >= 1
+    assert _rendered(bar) == ("Fooling", "step 3/3", 3, 3)
+    out = capsys.readouterr().out                                          # not a terminal: the final bar, once
+    assert "Fooling" in out and "step 3/3" in out and "loss:" in out
+    assert "Epoch" not in out and "-2" not in out
+
+
+def test_an_epoch_bounded_fit_shows_epoch_e_of_epochs(capsys):
+    bar = RunProgressBar("theta0")
+    _fit(bar, max_epochs=2)
+    assert _rendered(bar) == ("theta0 epoch 2/2", "batch 2/2", 2, 2)
+    out = capsys.readouterr().out
+    assert "theta0 epoch 2/2" in out and "Epoch" not in out
+
+
+def test_only_rank_zero_draws():
+    bar = RunProgressBar("Fooling")
+    bar.setup(SimpleNamespace(is_global_zero=False), None, "fit")
+    assert bar.is_disabled
