@@ -59,3 +59,34 @@ def test_only_rank_zero_draws():
     bar = RunProgressBar("Fooling")
     bar.setup(SimpleNamespace(is_global_zero=False), None, "fit")
     assert bar.is_disabled
+
+
+def test_validation_counts_batches_beside_the_step_bar():
+    bar = RunProgressBar("Fooling")
+    loader = DataLoader(TensorDataset(torch.randn(4, 2)), batch_size=2)
+
+    class WithVal(Tiny):
+        def validation_step(self, batch, batch_idx):
+            pass
+
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_model_summary=False, callbacks=[bar], max_steps=3, max_epochs=-1,
+                        val_check_interval=2, check_val_every_n_epoch=None, num_sanity_val_steps=0)
+    trainer.fit(WithVal(), loader, loader)
+    val = bar.progress.tasks[bar.val_progress_bar_id]
+    assert bar.progress.columns[2].render(val).plain == "batch 2/2"
+    assert _rendered(bar)[1] == "step 3/3"
+
+
+def test_a_resumed_fit_starts_the_bar_at_its_step(tmp_path):
+    """Resumed at step 2 of 4: the bar reads step 4/4 at the end, and only the 2 steps run now count towards its
+    speed (the resumed start is no burst of 2 steps in no time)."""
+    first = _fit(RunProgressBar("Fooling"), max_steps=2, max_epochs=-1)
+    first.save_checkpoint(tmp_path / "last.ckpt")
+    bar = RunProgressBar("Fooling")
+    loader = DataLoader(TensorDataset(torch.randn(4, 2)), batch_size=2)
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_model_summary=False, callbacks=[bar], max_steps=4, max_epochs=-1)
+    trainer.fit(Tiny(), loader, ckpt_path=tmp_path / "last.ckpt")
+    assert _rendered(bar)[1:] == ("step 4/4", 4, 4)
+    assert sum(sample.completed for sample in bar.train_progress_bar._progress) == 2

@@ -23,15 +23,16 @@ from rich.text import Text
 
 
 class CountColumn(ProgressColumn):
-    """``<unit> completed/total``, e.g. ``step 12/800``."""
+    """``<unit> completed/total``: ``step 12/800`` on the train bar of a step-bounded fit, else ``batch 3/10``."""
 
-    def __init__(self, unit: str, style: Any = ""):
-        self.unit, self.style = unit, style
+    def __init__(self, bar: "RunProgressBar", steps: bool, style: Any = ""):
+        self.bar, self.steps, self.style = bar, steps, style
         super().__init__()
 
     def render(self, task: Task) -> Text:
+        unit = "step" if self.steps and task.id == self.bar.train_progress_bar_id else "batch"
         total = "--" if task.total is None or task.total == float("inf") else int(task.total)
-        return Text(f"{self.unit} {int(task.completed)}/{total}", style=self.style)
+        return Text(f"{unit} {int(task.completed)}/{total}", style=self.style)
 
 
 class RunProgressBar(RichProgressBar):
@@ -46,9 +47,9 @@ class RunProgressBar(RichProgressBar):
         return trainer.max_steps is not None and trainer.max_steps > 0
 
     def configure_columns(self, trainer: L.Trainer) -> list:
-        columns = super().configure_columns(trainer)
-        unit = "step" if self.counts_steps(trainer) else "batch"   # Lightning's BatchesProcessedColumn: 3rd
-        return [CountColumn(unit, self.theme.batch_progress) if i == 2 else c for i, c in enumerate(columns)]
+        columns = super().configure_columns(trainer)   # Lightning's BatchesProcessedColumn is the 3rd
+        count = CountColumn(self, self.counts_steps(trainer), self.theme.batch_progress)
+        return [count if i == 2 else c for i, c in enumerate(columns)]
 
     def _get_train_description(self, current_epoch: int) -> str:
         if self.counts_steps():
@@ -69,8 +70,11 @@ class RunProgressBar(RichProgressBar):
     def _initialize_train_progress_bar_id(self) -> None:
         if not self.counts_steps():
             return super()._initialize_train_progress_bar_id()
-        self.train_progress_bar_id = self._add_task(self.trainer.max_steps, self._get_train_description(0))
-        self._update(self.train_progress_bar_id, self.trainer.global_step)
+        # a resumed run starts at its global step (given as the start, not as an advance: no burst in the it/s)
+        description = self._get_train_description(0)
+        self.train_progress_bar_id = self.progress.add_task(
+            f"[{self.theme.description}]{description}" if self.theme.description else description,
+            total=self.trainer.max_steps, completed=self.trainer.global_step)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
