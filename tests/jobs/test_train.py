@@ -159,7 +159,8 @@ def test_a_wandb_run_keeps_its_files_in_one_folder_warns_nothing_and_counts_step
     monkeypatch.setattr(term, "_printed_messages", set())
     monkeypatch.setattr(term, "_silent", False)
     monkeypatch.setattr(term, "_show_warnings", True)
-    run(compose_cfg(TINY + [f"cache_dir={tmp_path / 'cache'}", "logger=wandb", "trainer.max_steps=3"]), tmp_path / "run")
+    cfg = compose_cfg(TINY + [f"cache_dir={tmp_path / 'cache'}", "logger=wandb", "trainer.max_steps=3"])
+    run(cfg, tmp_path / "run")
     out, err = capfd.readouterr()
     names = sorted(p.name for p in (tmp_path / "run").iterdir())
     assert "wandb" in names and [n for n in names if "wandb" in n] == ["wandb"], names

@@ -8,9 +8,9 @@ draws instead:
   counted in optimizer steps (``trainer.global_step``, so a resumed run starts where it stopped);
 * epoch-bounded fits (theta0): ``theta0 epoch e/epochs ━━━ batch b/n``, epochs counted from 1.
 
-The loss and metrics Lightning shows stay on the bar; validation uses Lightning's own (transient) bar. Lightning
-disables the bar on ranks other than 0 (``ProgressBar.setup``), so under DDP only rank 0 draws. When stdout is
-not a terminal (CI, a log file), Rich draws nothing while the bar runs and prints its final state once.
+The loss and metrics Lightning shows stay on the bar; validation keeps Lightning's bar (hidden when done, counting
+batches). Lightning disables the bar on ranks other than 0 (``ProgressBar.setup``), so under DDP only rank 0 draws.
+When stdout is not a terminal (CI, a log file), Rich draws nothing while the bar runs and prints its final state once.
 """
 from __future__ import annotations
 
@@ -56,7 +56,8 @@ class RunProgressBar(RichProgressBar):
             text = self.label
         else:
             max_epochs = self.trainer.max_epochs
-            text = f"{self.label} epoch {current_epoch + 1}" + (f"/{max_epochs}" if max_epochs and max_epochs > 0 else "")
+            of = f"/{max_epochs}" if max_epochs and max_epochs > 0 else ""
+            text = f"{self.label} epoch {current_epoch + 1}{of}"
         return f"{text:{len(self.validation_description)}}"   # as Lightning: no jitter beside the val bar
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
