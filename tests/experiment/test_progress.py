@@ -90,3 +90,18 @@ def test_a_resumed_fit_starts_the_bar_at_its_step(tmp_path):
     trainer.fit(Tiny(), loader, ckpt_path=tmp_path / "last.ckpt")
     assert _rendered(bar)[1:] == ("step 4/4", 4, 4)
     assert sum(sample.completed for sample in bar.train_progress_bar._progress) == 2
+
+
+def test_on_a_terminal_every_frame_of_the_step_bar_counts_steps():
+    """Drawn to a (forced) terminal, frame by frame: the bar's first frame, drawn while Rich adds the task, read
+    ``Fooling ... batch 0/3`` before the unit was carried by the task itself."""
+    import io
+    import re
+
+    buf = io.StringIO()
+    bar = RunProgressBar("Fooling", console_kwargs={"file": buf, "force_terminal": True, "width": 120})
+    _fit(bar, max_steps=3, max_epochs=-1)
+    frames = [line for line in re.split(r"[\r\n]", re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", buf.getvalue()))
+              if "Fooling" in line]
+    assert frames and all(re.search(r"step \d/3", f) for f in frames), frames
+    assert "step 3/3" in frames[-1]

@@ -23,16 +23,15 @@ from rich.text import Text
 
 
 class CountColumn(ProgressColumn):
-    """``<unit> completed/total``: ``step 12/800`` on the train bar of a step-bounded fit, else ``batch 3/10``."""
+    """``<unit> completed/total``: ``step 12/800`` on a task added with ``unit="step"``, else ``batch 3/10``."""
 
-    def __init__(self, bar: "RunProgressBar", steps: bool, style: Any = ""):
-        self.bar, self.steps, self.style = bar, steps, style
+    def __init__(self, style: Any = ""):
+        self.style = style
         super().__init__()
 
     def render(self, task: Task) -> Text:
-        unit = "step" if self.steps and task.id == self.bar.train_progress_bar_id else "batch"
         total = "--" if task.total is None or task.total == float("inf") else int(task.total)
-        return Text(f"{unit} {int(task.completed)}/{total}", style=self.style)
+        return Text(f"{task.fields.get('unit', 'batch')} {int(task.completed)}/{total}", style=self.style)
 
 
 class RunProgressBar(RichProgressBar):
@@ -48,8 +47,7 @@ class RunProgressBar(RichProgressBar):
 
     def configure_columns(self, trainer: L.Trainer) -> list:
         columns = super().configure_columns(trainer)   # Lightning's BatchesProcessedColumn is the 3rd
-        count = CountColumn(self, self.counts_steps(trainer), self.theme.batch_progress)
-        return [count if i == 2 else c for i, c in enumerate(columns)]
+        return [CountColumn(self.theme.batch_progress) if i == 2 else c for i, c in enumerate(columns)]
 
     def _get_train_description(self, current_epoch: int) -> str:
         if self.counts_steps():
@@ -75,7 +73,7 @@ class RunProgressBar(RichProgressBar):
         description = self._get_train_description(0)
         self.train_progress_bar_id = self.progress.add_task(
             f"[{self.theme.description}]{description}" if self.theme.description else description,
-            total=self.trainer.max_steps, completed=self.trainer.global_step)
+            total=self.trainer.max_steps, completed=self.trainer.global_step, unit="step")
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
