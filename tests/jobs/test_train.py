@@ -146,3 +146,27 @@ def test_theta0_loaders_pin_only_when_theta0_trains_on_cuda(compose_cfg, monkeyp
     monkeypatch.setattr("torch.cuda.is_available", lambda: True)    # no loader is iterated
     assert [loader.pin_memory for loader in original_loaders(cfg, built, "gpu")] == [True, True]
     assert [loader.pin_memory for loader in original_loaders(cfg, built, "cpu")] == [False, False]
+
+
+def test_a_wandb_run_keeps_its_files_in_one_folder_warns_nothing_and_counts_steps(compose_cfg, tmp_path, capfd,
+                                                                                 monkeypatch):
+    """logger=wandb (offline): the run folder holds W&B's files in ``wandb/`` alone (its cache, config, data and
+    artifact folders used to sit beside it as wandb_*), W&B prints no deprecation (Lightning's anonymous=None),
+    and the bars read ``theta0 epoch 1/1`` and ``Fooling ... step 3/3`` (Lightning's read ``Epoch 1/-2``)."""
+    from wandb.errors import term
+
+    # wandb prints a warning once per process and goes silent after a first WANDB_SILENT run: start afresh
+    monkeypatch.setattr(term, "_printed_messages", set())
+    monkeypatch.setattr(term, "_silent", False)
+    monkeypatch.setattr(term, "_show_warnings", True)
+    cfg = compose_cfg(TINY + [f"cache_dir={tmp_path / 'cache'}", "logger=wandb", "trainer.max_steps=3"])
+    run(cfg, tmp_path / "run")
+    out, err = capfd.readouterr()
+    names = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert "wandb" in names and [n for n in names if "wandb" in n] == ["wandb"], names
+    assert len(list((tmp_path / "run" / "wandb").glob("offline-run-*"))) == 1
+    lines = (out + err).splitlines()
+    assert not [line for line in lines if "anonymous" in line.lower()
+                or ("deprecat" in line.lower() and "wandb" in line.lower())], err[-3000:]
+    assert "theta0 epoch 1/1" in out and "step 3/3" in out and "Fooling" in out
+    assert "Epoch" not in out and "/-2" not in out

@@ -1,4 +1,4 @@
-"""Experiment loggers: W&B (offline by default, everything inside the run folder) or CSV.
+"""Experiment loggers: W&B (offline by default, everything inside the run folder's ``wandb/``) or CSV.
 
 DESIGN.md 4: online W&B with a key but no network blocks for ~100 s, so offline is forced unless
 the config asks for ``online``; Hydra multirun jobs share one process, so every job ends with
@@ -29,19 +29,29 @@ def make_logger(cfg: Any, run_dir: Path, run_name: str, config: dict, group: str
     mode = cfg.get("mode", "offline")
     if mode not in WANDB_MODES:
         raise ValueError(f"logger.mode={mode!r}; allowed: {', '.join(WANDB_MODES)}")
-    rank_zero = is_rank_zero()            # ranks > 0 get Lightning's dummy experiment: no W&B files of theirs
-    for var, sub in (("WANDB_DIR", ""), ("WANDB_CACHE_DIR", "wandb_cache"), ("WANDB_CONFIG_DIR", "wandb_config"),
-                     ("WANDB_DATA_DIR", "wandb_data"), ("WANDB_ARTIFACT_DIR", "wandb_artifacts")):
-        path = run_dir / sub
-        if rank_zero:
-            path.mkdir(parents=True, exist_ok=True)
-        os.environ[var] = str(path)
+    if is_rank_zero():                    # ranks > 0 get Lightning's dummy experiment: no W&B files of theirs
+        run_dir.mkdir(parents=True, exist_ok=True)
+    for var, path in wandb_dirs(run_dir).items():
+        os.environ[var] = str(path)       # W&B creates the ones it uses
     os.environ["WANDB_MODE"] = mode
     os.environ.setdefault("WANDB_SILENT", "true")
     os.environ.setdefault("WANDB_DISABLE_GIT", "true")
-    return WandbLogger(project=cfg.get("project", "interpfool"), name=run_name, save_dir=str(run_dir),
-                       offline=mode == "offline", mode=mode, group=cfg.get("group") or group, tags=list(cfg.get("tags") or []),
-                       config=config)
+    logger = WandbLogger(project=cfg.get("project", "interpfool"), name=run_name, save_dir=str(run_dir),
+                         offline=mode == "offline", mode=mode, group=cfg.get("group") or group,
+                         tags=list(cfg.get("tags") or []), config=config)
+    # Lightning (2.6) passes wandb.init(anonymous=None) whatever it is given; wandb (0.31 here) deprecates the setting
+    # and warned on every run ("The anonymous setting has no effect ..."). Left out, wandb.init leaves it unset.
+    getattr(logger, "_wandb_init", {}).pop("anonymous", None)
+    return logger
+
+
+def wandb_dirs(run_dir: Path) -> dict[str, Path]:
+    """Where W&B writes, all inside the run folder's one ``wandb/`` folder: the runs (``wandb/offline-run-*``,
+    under ``WANDB_DIR``), and W&B's cache (core logs), config, data (artifact staging) and artifact folders, which
+    would otherwise go to ``~/.cache/wandb``, ``~/.config/wandb`` and ``~/.local/share/wandb``."""
+    wandb = run_dir / "wandb"
+    return {"WANDB_DIR": run_dir, "WANDB_CACHE_DIR": wandb / "cache", "WANDB_CONFIG_DIR": wandb / "config",
+            "WANDB_DATA_DIR": wandb / "data", "WANDB_ARTIFACT_DIR": wandb / "artifacts"}
 
 
 def wandb_run_dir(logger: Logger | None) -> str | None:

@@ -18,12 +18,12 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra.utils import get_class, instantiate
-from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
 
 from interpfool.experiment import distributed as dist_env
+from interpfool.experiment.progress import RunProgressBar
 from interpfool.experiment.run_plan import Theta0Estimate
 
 if TYPE_CHECKING:
@@ -167,7 +167,8 @@ def obtain_original(cfg: DictConfig, built: Built, accelerator: str) -> tuple[nn
     loader, val = original_loaders(cfg, built, accelerator)
     trainer = L.Trainer(max_epochs=cfg.original.epochs, accelerator=accelerator, devices=1, logger=False,
                         deterministic=cfg.trainer.get("deterministic", False), enable_checkpointing=False,
-                        enable_model_summary=False, callbacks=[RichProgressBar(), Theta0Estimate(cfg.original.epochs)],
+                        enable_model_summary=False,
+                        callbacks=[RunProgressBar("theta0"), Theta0Estimate(cfg.original.epochs)],
                         check_val_every_n_epoch=cfg.original.epochs)
     trainer.fit(ClassifierModule(net, lr=cfg.original.lr, weight_decay=cfg.original.weight_decay, seed=seed),
                 loader, val)

@@ -55,15 +55,15 @@ def announce(lines: list[str]) -> None:
 class Theta0Estimate(L.Callback):
     """After ``after`` training batches of theta0, print how long all its epochs will take at that pace."""
 
-    def __init__(self, epochs: int, after: int = 10):
-        self.epochs, self.after, self.start, self.done = epochs, after, None, False
+    def __init__(self, epochs: int, after: int = 20, skip: int = 5):
+        self.epochs, self.after, self.skip, self.start, self.done = epochs, after, skip, None, False
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        if self.start is None and trainer.global_step == 1:      # the first batch pays one-off set-up costs
+        if self.start is None and trainer.global_step == self.skip:   # the first batches pay one-off set-up costs
             self.start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if self.done or self.start is None or trainer.global_step < 1 + self.after:
+        if self.done or self.start is None or trainer.global_step < self.skip + self.after:
             return
         self.done = True
         per_batch = (time.perf_counter() - self.start) / self.after

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -29,6 +29,7 @@ from interpfool.experiment.loggers import finish_logger, log_summary, make_logge
 from interpfool.experiment.original import (atomic_save, obtain_original, original_cache_size, original_source,
                                             seed_all)
 from interpfool.experiment.run_plan import announce, describe
+from interpfool.experiment.progress import RunProgressBar
 from interpfool.fooling.module import FoolingModule
 from interpfool.viz.heatmap_grid import save_heatmap_grid
 
@@ -117,7 +118,7 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict | None
     report, wandb_dir = None, None
     try:
         ckpt_dir = run_dir / "checkpoints"
-        callbacks = [RichProgressBar(), StopOnNonFiniteLoss(int(cfg.get("nan_check_every", 1)), str(ckpt_dir)),
+        callbacks = [RunProgressBar("Fooling"), StopOnNonFiniteLoss(int(cfg.get("nan_check_every", 1)), str(ckpt_dir)),
                      # last.ckpt every N steps; Lightning writes it through an fsspec transaction (temp + move)
                      ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=int(cfg.get("checkpoint_every", 200)),
                                      save_last=True, save_top_k=0, enable_version_counter=False)]
