@@ -6,9 +6,15 @@ Bad input ends with ONE line on stderr naming the value and what is allowed, and
   them through Hydra);
 * value errors raised while building objects (``ValueError`` / ``FileNotFoundError`` from the
   build phase, before any training) are caught in the task function.
+
+Exit codes: 2 bad input (``BadInput``), 3 training failed (a NaN/Inf loss), 4 a file could not be
+written (``WriteFailed``: disk full, no permission; the temp file is removed and an earlier file at
+that path is left as it was). Each ends with ONE line ``error: ...`` on stderr, never a traceback.
 """
 from __future__ import annotations
 
+import errno
+import os
 import re
 import sys
 from pathlib import Path
@@ -20,10 +26,34 @@ from hydra.core.global_hydra import GlobalHydra
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 EXIT_BAD_INPUT = 2
 EXIT_TRAINING_FAILED = 3
+EXIT_IO_FAILED = 4
 
 
 class BadInput(Exception):
     """A user-facing, one-line error."""
+
+
+class WriteFailed(Exception):
+    """A file could not be written (disk full, no permission): one line naming the path, exit code 4."""
+
+    @classmethod
+    def of(cls, err: BaseException, path: str | os.PathLike) -> "WriteFailed":
+        if getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+            what = "no space left on device"
+        elif isinstance(err, OSError) and err.strerror:
+            what = err.strerror[:1].lower() + err.strerror[1:]
+        else:
+            what = f"write failed ({reason(err)})"
+        return cls(f"{what} while writing {path} (nothing was replaced: an earlier file there is unchanged)")
+
+
+def reason(err: BaseException, width: int = 120) -> str:
+    """``Type: message`` of an exception, on one line and at most about ``width`` characters."""
+    text = " ".join(str(err).split())
+    if len(text) > width:
+        cut = text.rfind(". ", 0, width)
+        text = text[:cut] if cut > 0 else text[:width] + "..."
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def fail(message: str) -> None:
@@ -78,7 +108,9 @@ def preflight(config_name: str, argv: list[str], conf_dir: Path = CONF_DIR) -> N
 
 
 def guarded(task: Callable, *args, **kwargs):
-    """Run ``task``; a build-phase ``BadInput`` -> one line, exit 2; a non-finite loss -> one line, exit 3."""
+    """Run ``task``; a build-phase ``BadInput`` -> one line, exit 2; a non-finite loss -> one line, exit 3;
+    a file that could not be written (``WriteFailed``, or a disk-full ``OSError`` from anywhere) -> one line,
+    exit 4."""
     from interpfool.experiment.callbacks import NonFiniteLoss
 
     try:
@@ -88,3 +120,11 @@ def guarded(task: Callable, *args, **kwargs):
     except NonFiniteLoss as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(EXIT_TRAINING_FAILED)
+    except WriteFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_IO_FAILED)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"error: no space left on device while writing {err.filename or 'a run file'}", file=sys.stderr)
+        sys.exit(EXIT_IO_FAILED)

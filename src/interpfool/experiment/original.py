@@ -2,13 +2,17 @@
 
 The cache key is a hash of exactly the config that determines the weights, so a changed data or
 model option trains a new original while everything else reuses the stored one. Files are written
-atomically (temp file + rename): a crash half-way leaves no truncated cache entry.
+atomically (temp file + rename): a crash half-way leaves no truncated cache entry, and a write that fails
+(disk full) raises ``WriteFailed`` naming the path, with the temp file removed and an earlier file at that
+path unchanged.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from interpfool.experiment import distributed as dist_env
+from interpfool.experiment.cli import WriteFailed
 
 if TYPE_CHECKING:
     from interpfool.experiment.build import Built
@@ -77,17 +82,50 @@ def config_hash(parts: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temp file in the same folder, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+def _torch_write_failed(err: RuntimeError) -> bool:
+    """torch.save's zip writer reports a failed write (a full disk) as a RuntimeError, not an OSError."""
+    text = str(err)
+    return any(s in text for s in ("unexpected pos", "PytorchStreamWriter", "file write failed"))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _atomic_write(write, path: Path) -> None:
+    """``write(tmp)`` into a temp file in ``path``'s folder, then rename it to ``path``. Any failure: the temp
+    file is removed, an earlier file at ``path`` is unchanged; a failed write raises ``WriteFailed``."""
+    path = Path(path)
+    tmp = None
     try:
-        torch.save(obj, tmp)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())   # mkstemp's 0600 -> what open() would give (a shared cache is readable)
+        write(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        raise WriteFailed.of(err, path) from None
+    except RuntimeError as err:
+        if not _torch_write_failed(err):
+            raise
+        full = shutil.disk_usage(path.parent).free < 2 ** 20   # before the temp file is removed
+        raise WriteFailed.of(OSError(errno.ENOSPC, "full") if full else err, path) from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """torch.save to a temp file in the same folder, then rename: never a half-written file (``_atomic_write``)."""
+    _atomic_write(lambda tmp: torch.save(obj, tmp), path)
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    """``path.write_text(text)`` through a temp file and a rename: an earlier file survives a failed write."""
+    _atomic_write(lambda tmp: Path(tmp).write_text(text), path)
 
 
 def cached_original_path(cache_dir: str | Path, key_parts: dict[str, Any]) -> Path:

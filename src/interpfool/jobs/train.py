@@ -17,6 +17,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -26,7 +27,8 @@ from interpfool.experiment.callbacks import StopOnNonFiniteLoss
 from interpfool.experiment.cli import BadInput
 from interpfool.experiment.evaluate import CSV_COLUMNS, evaluate_pair
 from interpfool.experiment.loggers import finish_logger, log_summary, make_logger, wandb_run_dir
-from interpfool.experiment.original import atomic_save, obtain_original, original_cache_size, seed_all
+from interpfool.experiment.original import (atomic_save, atomic_write_text, obtain_original, original_cache_size,
+                                            seed_all)
 from interpfool.fooling.module import FoolingModule
 from interpfool.viz.heatmap_grid import save_heatmap_grid
 
@@ -60,6 +62,19 @@ def resolve_ckpt(ckpt_path: str | None, run_dir: Path) -> str | None:
         raise BadInput(f"ckpt_path={ckpt_path!r} is not a file; allowed: null, last, or a .ckpt file")
     return str(ckpt_path)
 
+
+
+class SameFolderCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written like every run file (``atomic_save``): a temp file in the checkpoint's own folder, then
+    a rename. Lightning's own write puts the temp file in the system temp folder and, when that is another file
+    system (a node's local /tmp, the run on shared storage), copies it over the earlier checkpoint, so a full disk
+    leaves a truncated last.ckpt. Here a failed write raises ``WriteFailed`` naming the file (one line, exit 4),
+    the temp file is removed and the earlier checkpoint is unchanged."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if storage_options is not None or "://" in str(path):     # remote storage: Lightning's fsspec writer
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        atomic_save(checkpoint, Path(path))
 
 
 SELECT_WEIGHTS = ("last", "best")
@@ -124,21 +139,22 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict | None
     try:
         ckpt_dir = run_dir / "checkpoints"
         callbacks = [RichProgressBar(), StopOnNonFiniteLoss(int(cfg.get("nan_check_every", 1)), str(ckpt_dir)),
-                     # last.ckpt every N steps; Lightning writes it through an fsspec transaction (temp + move)
+                     # last.ckpt every N steps, written atomically (SameFolderCheckpointIO)
                      ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=int(cfg.get("checkpoint_every", 200)),
                                      save_last=True, save_top_k=0, enable_version_counter=False)]
         if select["weights"] == "best":   # best.ckpt: highest val/select_score (FSR within the accuracy budget)
             callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/select_score",
                                              mode="max", save_top_k=1, save_last=False, enable_version_counter=False))
         trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=logger or False,
-                            callbacks=callbacks, inference_mode=False, check_val_every_n_epoch=None,
+                            callbacks=callbacks, plugins=[SameFolderCheckpointIO()], inference_mode=False,
+                            check_val_every_n_epoch=None,
                             num_sanity_val_steps=0, default_root_dir=str(run_dir), enable_model_summary=False,
                             # the data modules' loaders shard themselves across ranks (val / test without
                             # padding; the synthetic train loader also resumes mid-epoch)
                             use_distributed_sampler=not getattr(built.data, "shards_by_rank", False))
         rank_zero = dist_env.is_rank_zero()
         if rank_zero:
-            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))   # eval.py reads it
+            atomic_write_text(OmegaConf.to_yaml(cfg, resolve=True), run_dir / "config.yaml")   # eval.py reads it
         built.data.trainer = trainer   # resumable loaders read the global step from it
         train_loader, val_loaders = fit_loaders(built.data, built.fooling)
         seed_all(cfg.seed)   # the same draws whether theta0 was just trained or read from the cache
@@ -157,7 +173,7 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict | None
         report.update({"original": original_info, "fooling_seconds": fit_seconds, "run_name": run_name,
                        "steps": int(trainer.global_step), "selected": selected,
                        "original_map_cache_images": module.original_cache})
-        (run_dir / "report.json").write_text(json.dumps(report, indent=2))
+        atomic_write_text(json.dumps(report, indent=2), run_dir / "report.json")   # a resumed run's old one survives
         wandb_dir = wandb_run_dir(logger)
     finally:
         finish_logger(logger)

@@ -1,0 +1,152 @@
+"""Faults that keep their one line (issue 14 item 3): a checkpoint that is not one or is of another model, a run
+folder that cannot be written, a full disk while saving, a damaged theta0 cache. Each ends with one ``error:``
+line on stderr (no traceback) and a non-zero exit code, or (the theta0 cache) is retrained; nothing written
+before is changed."""
+import errno
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from interpfool.experiment.cli import WriteFailed, guarded
+from run_env import train_env
+from tiny_run import TINY
+
+ROOT = Path(__file__).resolve().parents[2]
+ARGS = TINY + ["logger=csv", "checkpoint_every=1"]
+
+# Loaded by every train.py process of these tests (PYTHONPATH): with INTERPFOOL_TEST_ENOSPC=<text>, a torch.save to a
+# path containing <text> writes a few bytes (a full disk leaves a partial file) and raises ENOSPC.
+ENOSPC_HOOK = '''
+import os
+if os.environ.get("INTERPFOOL_TEST_ENOSPC"):
+    import errno
+    import torch
+    _save, _match = torch.save, os.environ["INTERPFOOL_TEST_ENOSPC"]
+    def save(obj, f, *args, **kwargs):
+        if isinstance(f, (str, os.PathLike)) and _match in os.fspath(f):
+            with open(f, "wb") as out:
+                out.write(b"half a file")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return _save(obj, f, *args, **kwargs)
+    torch.save = save
+'''
+
+
+def _run(tmp_path: Path, script: str, *args: str, cache: Path, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=tmp_path, capture_output=True, text=True,
+                          env=train_env(tmp_path, ENOSPC_HOOK, INTERPFOOL_CACHE=str(cache), **env), timeout=300)
+
+
+def _snapshot(*roots: Path) -> dict[str, bytes]:
+    """Every file under ``roots`` (Hydra's own .hydra/ and train.log, rewritten at each start, left out)."""
+    files = {}
+    for root in roots:
+        for p in sorted(root.rglob("*")) if root.is_dir() else [root]:
+            if p.is_file() and ".hydra" not in p.parts and p.name != "train.log":
+                files[str(p)] = p.read_bytes()
+    return files
+
+
+def _one_error_line(proc: subprocess.CompletedProcess, code: int, expected: str, only_line: bool = True) -> str:
+    """The run ended with ``code`` and ONE ``error:`` line holding ``expected``, the last line of stderr; no
+    traceback. ``only_line``: nothing else on stderr either (a failure before training started)."""
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert proc.returncode == code, proc.stderr[-3000:]
+    assert len(errors) == 1 and errors[0] == lines[-1] and expected in errors[0], proc.stderr[-3000:]
+    assert not only_line or len(lines) == 1, proc.stderr[-3000:]
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    """A finished tiny run of train.py (checkpoints every step, report.json, fooled.pt) and its theta0 cache."""
+    root = tmp_path_factory.mktemp("done")
+    proc = _run(root, "train.py", *ARGS, f"hydra.run.dir={root / 'run'}", cache=root / "cache")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (original,) = (root / "cache" / "originals").glob("*.pt")
+    return {"run": root / "run", "cache": root / "cache", "original": original}
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+# -- a full disk while saving -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["fooled.pt", "last.ckpt"])
+def test_full_disk_while_a_resumed_run_saves(done, tmp_path, target):
+    """Resuming a finished run for one more step: the save of theta* (fooled.pt) or of the checkpoint fails.
+    One line, exit 4; the earlier fooled.pt and report.json (and, when the checkpoint failed, the checkpoints) are
+    unchanged; no temp file is left. (When fooled.pt fails, step 3's checkpoints were written before it, as they
+    should be.)"""
+    run = _copy(done["run"], tmp_path / "run")
+    keep = [run / "fooled.pt", run / "report.json", run / "test_losses.csv"]
+    keep += [run / "checkpoints"] if target == "last.ckpt" else []
+    before = _snapshot(*keep)
+    proc = _run(tmp_path, "train.py", *[a for a in ARGS if not a.startswith("trainer.max_steps")],
+                "trainer.max_steps=3", f"hydra.run.dir={run}", "ckpt_path=last", cache=done["cache"],
+                INTERPFOOL_TEST_ENOSPC=target)
+    path = run / "fooled.pt" if target == "fooled.pt" else run / "checkpoints" / "last.ckpt"
+    _one_error_line(proc, 4, f"error: no space left on device while writing {path} (nothing was replaced", False)
+    assert _snapshot(*keep) == before
+    assert not [p for p in run.rglob("*.tmp")]
+
+
+@pytest.mark.parametrize("fault, expected", [
+    (OSError(errno.ENOSPC, "No space left on device"), "no space left on device while writing"),
+    (RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"),   # torch.save's own
+     "no space left on device while writing"),
+    (OSError(errno.EACCES, "Permission denied"), "permission denied while writing"),
+], ids=["ENOSPC", "torch_writer", "EACCES"])
+def test_atomic_save_that_fails_keeps_the_earlier_file(tmp_path, monkeypatch, fault, expected):
+    from interpfool.experiment import original
+
+    path = tmp_path / "fooled.pt"
+    path.write_bytes(b"the earlier file")
+
+    def failing_save(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"half")
+        raise fault
+    monkeypatch.setattr(torch, "save", failing_save)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(100, 100, 0))   # a full disk
+    with pytest.raises(WriteFailed) as err:
+        original.atomic_save({"w": torch.zeros(2)}, path)
+    assert str(err.value) == f"{expected} {path} (nothing was replaced: an earlier file there is unchanged)"
+    assert path.read_bytes() == b"the earlier file" and [p.name for p in tmp_path.iterdir()] == ["fooled.pt"]
+
+
+def test_atomic_writes_are_readable_like_plain_ones(tmp_path):
+    """mkstemp creates 0600 files: the rename would make run files and a shared theta0 cache private."""
+    from interpfool.experiment.original import atomic_save, atomic_write_text
+
+    mask = os.umask(0o022)
+    try:
+        atomic_write_text("{}", tmp_path / "report.json")
+        atomic_save({"w": torch.zeros(1)}, tmp_path / "fooled.pt")
+    finally:
+        os.umask(mask)
+    assert {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()} == {"report.json": 0o644,
+                                                                              "fooled.pt": 0o644}
+
+
+def test_guarded_gives_one_line_and_exit_4_for_a_failed_write(capsys):
+    def raises(err):
+        raise err
+    for err, expected in ((WriteFailed("no space left on device while writing /x/fooled.pt"),
+                           "error: no space left on device while writing /x/fooled.pt"),
+                          (OSError(errno.ENOSPC, "No space left on device", "/x/figure.pt"),
+                           "error: no space left on device while writing /x/figure.pt")):
+        with pytest.raises(SystemExit) as exit_info:
+            guarded(raises, err)
+        assert exit_info.value.code == 4 and capsys.readouterr().err == expected + "\n"
+    with pytest.raises(FileNotFoundError):        # not a write failure: not turned into one
+        guarded(raises, FileNotFoundError(errno.ENOENT, "No such file or directory"))
