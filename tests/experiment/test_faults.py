@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from interpfool.experiment.cli import WriteFailed, guarded
+from interpfool.models.small_vgg import SmallVGG
 from run_env import train_env
 from tiny_run import TINY
 
@@ -77,6 +78,11 @@ def done(tmp_path_factory):
 def _copy(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+def _width8(path: Path) -> Path:
+    torch.save(SmallVGG(num_classes=8, width=8).state_dict(), path)   # a state dict of another model
+    return path
 
 
 # -- a full disk while saving -------------------------------------------------------------------------------------
@@ -150,3 +156,68 @@ def test_guarded_gives_one_line_and_exit_4_for_a_failed_write(capsys):
         assert exit_info.value.code == 4 and capsys.readouterr().err == expected + "\n"
     with pytest.raises(FileNotFoundError):        # not a write failure: not turned into one
         guarded(raises, FileNotFoundError(errno.ENOENT, "No such file or directory"))
+
+
+# -- ckpt_path: not a checkpoint, or a checkpoint of another model --------------------------------------------
+
+
+@pytest.mark.parametrize("kind, expected", [
+    ("text", "is not a readable checkpoint (truncated, or not a torch file: UnpicklingError"),
+    ("truncated", "is not a readable checkpoint (truncated, or not a torch file:"),
+    ("fooled.pt", "is not a Lightning checkpoint (a plain state dict such as fooled.pt"),
+], ids=["text", "truncated", "fooled.pt"])
+def test_ckpt_path_that_is_not_a_checkpoint(done, tmp_path, kind, expected):
+    bad = tmp_path / "bad.ckpt"
+    if kind == "text":
+        bad.write_text("hello, not a checkpoint\n")
+    elif kind == "truncated":
+        bad.write_bytes((done["run"] / "checkpoints" / "last.ckpt").read_bytes()[:5000])
+    else:
+        shutil.copy(done["run"] / "fooled.pt", bad)
+    before = _snapshot(bad, done["run"], done["cache"])
+    proc = _run(tmp_path, "train.py", *ARGS, f"hydra.run.dir={tmp_path / 'run'}", f"ckpt_path={bad}",
+                cache=done["cache"])
+    line = _one_error_line(proc, 2, expected)
+    assert line.startswith(f"error: ckpt_path='{bad}'") and "allowed: null, last, or a .ckpt file" in line
+    assert _snapshot(bad, done["run"], done["cache"]) == before
+    assert not (tmp_path / "run" / "config.yaml").exists() and not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("model.width=8", "size mismatch for net.features.0.weight: the file has [4, 3, 3, 3], this model [8, 3, 3, 3]"),
+    ("data.num_classes=4", "size mismatch for net.classifier.3.weight: the file has [8, 128], this model [4, 128]"),
+    ("model=small_resnet", "missing key net.conv1.weight"),
+], ids=["width", "num_classes", "model"])
+def test_ckpt_path_of_another_model(done, tmp_path, override, expected):
+    """Refused before anything trains: no theta0 is trained for the new model config (the cache is unchanged)."""
+    ckpt = done["run"] / "checkpoints" / "last.ckpt"
+    before = _snapshot(done["run"], done["cache"])
+    proc = _run(tmp_path, "train.py", *ARGS, override, f"hydra.run.dir={tmp_path / 'run'}", f"ckpt_path={ckpt}",
+                cache=done["cache"])
+    line = _one_error_line(proc, 2, expected)
+    assert line.startswith(f"error: ckpt_path='{ckpt}' is a checkpoint of another model: ") and "allowed:" in line
+    assert _snapshot(done["run"], done["cache"]) == before
+
+
+def test_resume_from_a_truncated_last_ckpt(done, tmp_path):
+    run = _copy(done["run"], tmp_path / "run")
+    last = run / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:5000])
+    before = _snapshot(run, done["cache"])
+    proc = _run(tmp_path, "train.py", *ARGS, f"hydra.run.dir={run}", "ckpt_path=last", cache=done["cache"])
+    _one_error_line(proc, 2, f"error: ckpt_path=last ({last}) is not a readable checkpoint (truncated")
+    assert _snapshot(run, done["cache"]) == before
+
+
+def test_eval_of_a_fooled_pt_or_original_of_another_model(done, tmp_path):
+    """eval.py: ckpt= / original_ckpt= a state dict of another model (width 8): one line each, exit 2."""
+    run = _copy(done["run"], tmp_path / "other")
+    _width8(run / "fooled.pt")
+    wrong = _width8(tmp_path / "wrong_original.pt")
+    before = _snapshot(done["run"], run, wrong, done["cache"])
+    for args, expected in (([f"ckpt={run}"], f"error: ckpt='{run / 'fooled.pt'}' does not fit SmallVGG: size mismatch"),
+                           ([f"ckpt={done['run']}", f"original_ckpt={wrong}"],
+                            f"error: original_ckpt='{wrong}' does not fit SmallVGG: size mismatch")):
+        proc = _run(tmp_path, "eval.py", *args, f"hydra.run.dir={tmp_path / 'out'}", cache=done["cache"])
+        _one_error_line(proc, 2, expected)
+    assert _snapshot(done["run"], run, wrong, done["cache"]) == before

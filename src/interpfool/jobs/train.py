@@ -24,12 +24,13 @@ from torch import nn
 from interpfool.experiment import distributed as dist_env
 from interpfool.experiment.build import Built, _positive_int_or_bad, checked_build, eval_loaders, fit_loaders
 from interpfool.experiment.callbacks import StopOnNonFiniteLoss
-from interpfool.experiment.cli import BadInput
+from interpfool.experiment.cli import BadInput, reason
 from interpfool.experiment.evaluate import CSV_COLUMNS, evaluate_pair
 from interpfool.experiment.loggers import finish_logger, log_summary, make_logger, wandb_run_dir
 from interpfool.experiment.original import (atomic_save, atomic_write_text, obtain_original, original_cache_size,
                                             seed_all)
 from interpfool.fooling.module import FoolingModule
+from interpfool.models.builders import state_mismatch
 from interpfool.viz.heatmap_grid import save_heatmap_grid
 
 # The fooled model is kept in eval mode on purpose (frozen BatchNorm statistics, authors' code).
@@ -62,6 +63,41 @@ def resolve_ckpt(ckpt_path: str | None, run_dir: Path) -> str | None:
         raise BadInput(f"ckpt_path={ckpt_path!r} is not a file; allowed: null, last, or a .ckpt file")
     return str(ckpt_path)
 
+
+
+def _load_checkpoint(path: str) -> dict:
+    """torch.load of a Lightning checkpoint (memory-mapped where the file allows: only the keys are read here)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception:  # noqa: BLE001 - not a zip-format torch file: the plain load says what it is
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def check_checkpoint(path: str, net: nn.Module, named: str) -> None:
+    """Before anything trains: the checkpoint at ``path`` must load as a Lightning checkpoint (``state_dict``,
+    ``global_step``) of this run's model (theta*'s ``net.*`` keys and shapes, e.g. not another ``model.width``
+    or ``data.num_classes``); else one line naming ``named`` (``ckpt_path=...``) and what is allowed."""
+    allowed = "allowed: null, last, or a .ckpt file that train.py wrote for this model"
+    try:
+        ckpt = _load_checkpoint(path)
+    except Exception as err:  # noqa: BLE001 - truncated, garbage, not a torch file
+        raise BadInput(f"{named} is not a readable checkpoint (truncated, or not a torch file: {reason(err)}); "
+                       f"{allowed}") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict) or "global_step" not in ckpt:
+        what = "a plain state dict such as fooled.pt" if isinstance(ckpt, dict) else f"a {type(ckpt).__name__}"
+        raise BadInput(f"{named} is not a Lightning checkpoint ({what}: no state_dict and global_step); {allowed}")
+    state = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("net0.")}
+    mismatch = state_mismatch({f"net.{k}": v for k, v in net.state_dict().items()}, state)
+    if mismatch:
+        raise BadInput(f"{named} is a checkpoint of another model: {mismatch}; allowed: a checkpoint of a run with "
+                       f"this model ({type(net).__name__}) and its model.* and data.num_classes settings")
+
+
+def _ckpt_named(given, resolved: str) -> str:
+    """How the one-line errors name the checkpoint: the setting as given, with the file ``last`` stands for."""
+    if given in (None, "", "null"):
+        return f"the requeued run's checkpoint {resolved}"
+    return f"ckpt_path=last ({resolved})" if given == "last" else f"ckpt_path={str(given)!r}"
 
 
 class SameFolderCheckpointIO(TorchCheckpointIO):
@@ -123,6 +159,8 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict | None
     built = checked_build(cfg)
     run_dir = Path(run_dir)
     ckpt = resolve_ckpt(cfg.get("ckpt_path"), run_dir)
+    if ckpt:
+        check_checkpoint(ckpt, built.net, _ckpt_named(cfg.get("ckpt_path"), ckpt))
     _positive_int_or_bad("checkpoint_every", cfg.get("checkpoint_every", 200))
     select = selection(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
