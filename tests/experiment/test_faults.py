@@ -7,12 +7,14 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from interpfool.experiment.cli import WriteFailed, guarded
+from interpfool.experiment.cli import BadInput, WriteFailed, guarded
 from interpfool.models.small_vgg import SmallVGG
 from run_env import train_env
 from tiny_run import TINY
@@ -221,3 +223,122 @@ def test_eval_of_a_fooled_pt_or_original_of_another_model(done, tmp_path):
         proc = _run(tmp_path, "eval.py", *args, f"hydra.run.dir={tmp_path / 'out'}", cache=done["cache"])
         _one_error_line(proc, 2, expected)
     assert _snapshot(done["run"], run, wrong, done["cache"]) == before
+
+
+# -- a damaged theta0 cache ----------------------------------------------------------------------------------------
+
+
+def _original_cfg(compose_cfg, cache: Path):
+    return compose_cfg(TINY + [f"cache_dir={cache}", "logger=csv"])
+
+
+@pytest.fixture(scope="module")
+def theta0(tmp_path_factory):
+    """The tiny config's theta0 as trained into a fresh cache: (its state dict, the cache file's name)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from interpfool.experiment.build import checked_build
+    from interpfool.experiment.cli import CONF_DIR
+    from interpfool.experiment.original import obtain_original
+
+    cache = tmp_path_factory.mktemp("theta0")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=TINY + [f"cache_dir={cache}"])
+    GlobalHydra.instance().clear()
+    net, info = obtain_original(cfg, checked_build(cfg), "cpu")
+    assert info["status"] == "trained"
+    return {k: v.clone() for k, v in net.state_dict().items()}, Path(info["path"]).name
+
+
+def _damage(path: Path, kind: str, good: dict) -> None:
+    if kind == "truncated":
+        torch.save(good, path)
+        path.write_bytes(path.read_bytes()[:2000])
+    elif kind == "garbage":
+        path.write_text("not a state dict")
+    elif kind == "other_shapes":          # same keys, another width: load_state_dict would copy some, then raise
+        torch.save(SmallVGG(num_classes=8, width=8).state_dict(), path)
+    elif kind == "other_keys":
+        torch.save({f"module.{k}": v for k, v in good.items()}, path)
+    elif kind == "not_a_dict":
+        torch.save([torch.zeros(1)], path)
+
+
+@pytest.mark.parametrize("kind, expected", [
+    ("truncated", "is unreadable (RuntimeError: PytorchStreamReader failed reading zip archive"),
+    ("garbage", "is unreadable (UnpicklingError"),
+    ("other_shapes", "is not a state dict of this model (SmallVGG: size mismatch for features.0.weight: the file has "
+                     "[8, 3, 3, 3], this model [4, 3, 3, 3]"),
+    ("other_keys", "is not a state dict of this model (SmallVGG: missing key features.0.weight"),
+    ("not_a_dict", "is not a state dict of tensors (a list)"),
+], ids=["truncated", "garbage", "other_shapes", "other_keys", "not_a_dict"])
+def test_a_damaged_cached_theta0_is_retrained_and_replaced(compose_cfg, tmp_path, capsys, theta0, kind, expected):
+    from interpfool.experiment.build import checked_build
+    from interpfool.experiment.original import obtain_original, read_cached_original
+
+    good, name = theta0
+    path = tmp_path / "originals" / name
+    path.parent.mkdir()
+    _damage(path, kind, good)
+    cfg = _original_cfg(compose_cfg, tmp_path)
+    built = checked_build(cfg)
+    untouched = {k: v.clone() for k, v in built.net.state_dict().items()}
+    assert read_cached_original(built.net, path) is not None        # refused without loading any of it
+    assert all(torch.equal(v, built.net.state_dict()[k]) for k, v in untouched.items())
+    net, info = obtain_original(cfg, built, "cpu")
+    out = capsys.readouterr().out
+    assert f"original model: cached {path} {expected}" in out and "training it again" in out
+    assert info["status"] == "trained" and expected.removeprefix("is ") in info["replaced_cache"]
+    fresh = torch.load(path, weights_only=True)          # replaced by a complete, loadable file: the same theta0
+    assert all(torch.equal(fresh[k], v) and torch.equal(net.state_dict()[k], v) for k, v in good.items())
+    assert [p.name for p in path.parent.iterdir()] == [name]
+
+
+def test_other_ranks_wait_for_rank_0_to_replace_a_damaged_theta0(compose_cfg, tmp_path, monkeypatch, theta0):
+    """torchrun / SLURM: a rank > 0 that finds the cached file unreadable waits for rank 0's new one, then loads it
+    (it never trains, never loads half of the damaged one)."""
+    from interpfool.experiment import distributed as dist_env
+    from interpfool.experiment.build import checked_build
+    from interpfool.experiment.original import atomic_save, obtain_original
+
+    good, name = theta0
+    path = tmp_path / "originals" / name
+    path.parent.mkdir()
+    _damage(path, "truncated", good)
+    monkeypatch.setattr(dist_env, "is_rank_zero", lambda: False)
+    monkeypatch.setenv("INTERPFOOL_DIST_WAIT_S", "60")
+    rank0 = threading.Timer(1.0, lambda: atomic_save(good, path))
+    rank0.start()
+    start = time.monotonic()
+    try:
+        cfg = _original_cfg(compose_cfg, tmp_path)
+        net, info = obtain_original(cfg, checked_build(cfg), "cpu")
+    finally:
+        rank0.join()
+    assert time.monotonic() - start >= 1.0 and info["status"] == "reused"
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in good.items())
+
+    _damage(path, "garbage", good)                      # rank 0 wrote something unusable: one line, no retry loop
+    rank0 = threading.Timer(0.5, lambda: atomic_save([torch.zeros(1)], path))
+    rank0.start()
+    try:
+        with pytest.raises(BadInput, match="written by rank 0 is not a state dict of tensors"):
+            obtain_original(cfg, checked_build(cfg), "cpu")
+    finally:
+        rank0.join()
+
+
+def test_full_disk_while_replacing_a_damaged_theta0(done, tmp_path):
+    """The cached theta0 is truncated: it is retrained, and writing the new one fails. The damaged file is left as
+    it was (replaced only by a complete new one), no temp file is left, one line, exit 4."""
+    cache = _copy(done["cache"], tmp_path / "cache")
+    original = cache / "originals" / done["original"].name
+    original.write_bytes(original.read_bytes()[:2000])
+    before = _snapshot(cache)
+    proc = _run(tmp_path, "train.py", *ARGS, f"hydra.run.dir={tmp_path / 'run'}", cache=cache,
+                INTERPFOOL_TEST_ENOSPC="/originals/")
+    _one_error_line(proc, 4, f"error: no space left on device while writing {original} (nothing was replaced", False)
+    assert "is unreadable (" in proc.stdout and "training it again" in proc.stdout
+    assert _snapshot(cache) == before and not list(cache.rglob("*.tmp"))
