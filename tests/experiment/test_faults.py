@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from interpfool.experiment.cli import BadInput, WriteFailed, guarded
+from interpfool.experiment.cli import BadInput, WriteFailed, guarded, preflight
 from interpfool.models.small_vgg import SmallVGG
 from run_env import train_env
 from tiny_run import TINY
@@ -342,3 +342,48 @@ def test_full_disk_while_replacing_a_damaged_theta0(done, tmp_path):
     _one_error_line(proc, 4, f"error: no space left on device while writing {original} (nothing was replaced", False)
     assert "is unreadable (" in proc.stdout and "training it again" in proc.stdout
     assert _snapshot(cache) == before and not list(cache.rglob("*.tmp"))
+
+
+# -- a run folder that cannot be written -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("script", ["train.py", "eval.py"])
+def test_run_dir_under_a_file(tmp_path, script):
+    blocker = tmp_path / "afile"
+    blocker.write_text("keep me\n")
+    proc = _run(tmp_path, script, f"hydra.run.dir={blocker / 'run'}", *(["ckpt=x"] if script == "eval.py" else []),
+                cache=tmp_path / "cache")
+    _one_error_line(proc, 2, f"error: hydra.run.dir='{blocker / 'run'}' cannot be created or written: {blocker} is a "
+                             f"file, not a folder; allowed: a folder this user can create and write")
+    assert blocker.read_text() == "keep me\n" and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_run_dir_under_a_read_only_folder(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        proc = _run(tmp_path, "train.py", f"hydra.run.dir={ro / 'run'}", cache=tmp_path / "cache")
+    finally:
+        ro.chmod(0o755)
+    _one_error_line(proc, 2, f"{ro} is not writable")
+
+
+def test_preflight_checks_the_run_dir(tmp_path, monkeypatch, capsys):
+    """Read-only (os.access says so, as it would for a non-root user), an interpolated path (its fixed part is
+    checked), a writable path (nothing created), a multirun (left to Hydra, like every sweep override)."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == ro else real_access(p, mode))
+    for value in (f"{ro}/run", f"{ro}/run/" + "${now:%H-%M-%S}"):
+        with pytest.raises(SystemExit) as exit_info:
+            preflight("config", [f"hydra.run.dir={value}"])
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and len(err.splitlines()) == 1, err
+        assert err == (f"error: hydra.run.dir={value!r} cannot be created or written: {ro} is not writable; "
+                       f"allowed: a folder this user can create and write")
+    preflight("config", [f"hydra.run.dir={tmp_path}/new/run"])
+    preflight("config", ["-m", "seed=0,1", f"hydra.sweep.dir={ro}/sweep"])
+    assert not (tmp_path / "new").exists() and capsys.readouterr().err == ""

@@ -5,7 +5,9 @@ Bad input ends with ONE line on stderr naming the value and what is allowed, and
   with Hydra's compose API before ``@hydra.main`` runs (single runs only; a multirun reports
   them through Hydra);
 * value errors raised while building objects (``ValueError`` / ``FileNotFoundError`` from the
-  build phase, before any training) are caught in the task function.
+  build phase, before any training) are caught in the task function;
+* a run folder that cannot be created or written (``hydra.run.dir=`` under a file or a read-only
+  folder) is refused by ``preflight`` before Hydra creates it (single runs only).
 
 Exit codes: 2 bad input (``BadInput``), 3 training failed (a NaN/Inf loss), 4 a file could not be
 written (``WriteFailed``: disk full, no permission; the temp file is removed and an earlier file at
@@ -91,10 +93,42 @@ def _is_hydra_override(arg: str) -> bool:
     return arg.lstrip("+~").startswith(("hydra.", "hydra/"))
 
 
-def preflight(config_name: str, argv: list[str], conf_dir: Path = CONF_DIR) -> None:
-    """Compose once so unknown options fail with one line before Hydra starts a run.
+def unwritable_dir(path: Path) -> str | None:
+    """Why the folder ``path`` can neither be used nor created (``None``: it can): the nearest part of it that
+    exists must be a writable folder."""
+    probe = Path(os.path.abspath(path))
+    while not os.path.lexists(probe):
+        probe = probe.parent
+    if not probe.exists():
+        return f"{probe} is a broken link"
+    if not probe.is_dir():
+        return f"{probe} is a file, not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable"
+    return None
 
-    Overrides of Hydra's own settings (``hydra.run.dir=...``) are left to Hydra."""
+
+def check_run_dir(argv: list[str]) -> None:
+    """A ``hydra.run.dir=`` given on the command line must be a folder this process can create and write;
+    else one line, exit 2, before Hydra tries (its own error is a traceback). With an interpolation
+    (``out/${now:%H-%M-%S}``) the fixed part before it is checked."""
+    given = [a for a in argv if a.startswith("hydra.run.dir=")]
+    if not given:
+        return
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    value = str(OverridesParser.create().parse_overrides(given[-1:])[0].value())
+    literal = value.split("${", 1)[0]
+    path = Path(literal) if "${" not in value or literal.endswith("/") else Path(literal).parent
+    problem = unwritable_dir(path)
+    if problem:
+        fail(f"hydra.run.dir={value!r} cannot be created or written: {problem}; "
+             f"allowed: a folder this user can create and write")
+
+
+def preflight(config_name: str, argv: list[str], conf_dir: Path = CONF_DIR) -> None:
+    """Compose once so unknown options fail with one line before Hydra starts a run, and check that an
+    explicit ``hydra.run.dir=`` can be written (``check_run_dir``). Other overrides of Hydra's own settings
+    are left to Hydra."""
     if not _is_single_run(argv):
         return
     GlobalHydra.instance().clear()
@@ -105,6 +139,7 @@ def preflight(config_name: str, argv: list[str], conf_dir: Path = CONF_DIR) -> N
         fail(one_line(err, conf_dir))
     finally:
         GlobalHydra.instance().clear()
+    check_run_dir(argv)
 
 
 def guarded(task: Callable, *args, **kwargs):
