@@ -6,10 +6,18 @@ Bad input ends with ONE line on stderr naming the value and what is allowed, and
   the config once with Hydra's compose API before ``@hydra.main`` runs (single runs; a multirun's jobs
   are checked by ``experiment.build.checked_build``);
 * value errors raised while building objects (``ValueError`` / ``FileNotFoundError`` from the
-  build phase, before any training) are caught in the task function.
+  build phase, before any training) are caught in the task function;
+* a run folder that cannot be created or written (``hydra.run.dir=`` under a file or a read-only
+  folder) is refused by ``preflight`` before Hydra creates it (single runs only).
+
+Exit codes: 2 bad input (``BadInput``), 3 training failed (a NaN/Inf loss), 4 a file could not be
+written (``WriteFailed``: disk full, no permission; the temp file is removed and an earlier file at
+that path is left as it was). Each ends with ONE line ``error: ...`` on stderr, never a traceback.
 """
 from __future__ import annotations
 
+import errno
+import os
 import re
 import sys
 from pathlib import Path
@@ -23,10 +31,34 @@ import interpfool.experiment.schema  # noqa: F401 - registers the typed schema w
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 EXIT_BAD_INPUT = 2
 EXIT_TRAINING_FAILED = 3
+EXIT_IO_FAILED = 4
 
 
 class BadInput(Exception):
     """A user-facing, one-line error."""
+
+
+class WriteFailed(Exception):
+    """A file could not be written (disk full, no permission): one line naming the path, exit code 4."""
+
+    @classmethod
+    def of(cls, err: BaseException, path: str | os.PathLike) -> "WriteFailed":
+        if getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+            what = "no space left on device"
+        elif isinstance(err, OSError) and err.strerror:
+            what = err.strerror[:1].lower() + err.strerror[1:]
+        else:
+            what = f"write failed ({reason(err)})"
+        return cls(f"{what} while writing {path} (nothing was replaced: an earlier file there is unchanged)")
+
+
+def reason(err: BaseException, width: int = 120) -> str:
+    """``Type: message`` of an exception, on one line and at most about ``width`` characters."""
+    text = " ".join(str(err).split())
+    if len(text) > width:
+        cut = text.rfind(". ", 0, width)
+        text = text[:cut] if cut > 0 else text[:width] + "..."
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def fail(message: str) -> None:
@@ -89,10 +121,42 @@ def _is_hydra_override(arg: str) -> bool:
     return arg.lstrip("+~").startswith(("hydra.", "hydra/"))
 
 
-def preflight(config_name: str, argv: list[str], conf_dir: Path = CONF_DIR) -> None:
-    """Compose once so unknown options fail with one line before Hydra starts a run.
+def unwritable_dir(path: Path) -> str | None:
+    """Why the folder ``path`` can neither be used nor created (``None``: it can): the nearest part of it that
+    exists must be a writable folder."""
+    probe = Path(os.path.abspath(path))
+    while not os.path.lexists(probe):
+        probe = probe.parent
+    if not probe.exists():
+        return f"{probe} is a broken link"
+    if not probe.is_dir():
+        return f"{probe} is a file, not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable"
+    return None
 
-    Overrides of Hydra's own settings (``hydra.run.dir=...``) are left to Hydra."""
+
+def check_run_dir(argv: list[str]) -> None:
+    """A ``hydra.run.dir=`` given on the command line must be a folder this process can create and write;
+    else one line, exit 2, before Hydra tries (its own error is a traceback). With an interpolation
+    (``out/${now:%H-%M-%S}``) the fixed part before it is checked."""
+    given = [a for a in argv if a.startswith("hydra.run.dir=")]
+    if not given:
+        return
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    value = str(OverridesParser.create().parse_overrides(given[-1:])[0].value())
+    literal = value.split("${", 1)[0]
+    path = Path(literal) if "${" not in value or literal.endswith("/") else Path(literal).parent
+    problem = unwritable_dir(path)
+    if problem:
+        fail(f"hydra.run.dir={value!r} cannot be created or written: {problem}; "
+             f"allowed: a folder this user can create and write")
+
+
+def preflight(config_name: str, argv: list[str], conf_dir: Path = CONF_DIR) -> None:
+    """Compose once so unknown options fail with one line before Hydra starts a run, and check that an
+    explicit ``hydra.run.dir=`` can be written (``check_run_dir``). Other overrides of Hydra's own settings
+    are left to Hydra."""
     if not _is_single_run(argv):
         return
     GlobalHydra.instance().clear()
@@ -108,10 +172,13 @@ def preflight(config_name: str, argv: list[str], conf_dir: Path = CONF_DIR) -> N
         check(cfg)          # ranges, choices, finite numbers: before Hydra creates the run folder
     except BadInput as err:
         fail(str(err))
+    check_run_dir(argv)
 
 
 def guarded(task: Callable, *args, **kwargs):
-    """Run ``task``; a build-phase ``BadInput`` -> one line, exit 2; a non-finite loss -> one line, exit 3."""
+    """Run ``task``; a build-phase ``BadInput`` -> one line, exit 2; a non-finite loss -> one line, exit 3;
+    a file that could not be written (``WriteFailed``, or a disk-full ``OSError`` from anywhere) -> one line,
+    exit 4."""
     from interpfool.experiment.callbacks import NonFiniteLoss
 
     try:
@@ -121,3 +188,11 @@ def guarded(task: Callable, *args, **kwargs):
     except NonFiniteLoss as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(EXIT_TRAINING_FAILED)
+    except WriteFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_IO_FAILED)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"error: no space left on device while writing {err.filename or 'a run file'}", file=sys.stderr)
+        sys.exit(EXIT_IO_FAILED)

@@ -69,13 +69,25 @@ def slurm_requeued() -> bool:
     return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
 
 
-def wait_for_file(path: Path, what: str, timeout: float | None = None, poll: float = 0.5) -> None:
+def file_signature(path: Path) -> tuple | None:
+    """(inode, mtime, size) of ``path``, None when it is not there: changes when the file is replaced."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def wait_for_file(path: Path, what: str, timeout: float | None = None, poll: float = 0.5,
+                  replacing: tuple | None = None) -> None:
     """Block until ``path`` exists (rank 0 writes it atomically: temp file + rename, so once it is there it
-    is complete). Raises ``TimeoutError`` after ``timeout`` seconds (default ``$INTERPFOOL_DIST_WAIT_S`` or
-    6 hours); a crashed rank 0 ends the job earlier through the launcher (torchrun / srun kill the rest)."""
+    is complete); with ``replacing`` (a ``file_signature`` of the file read before), until that file has been
+    replaced by another (rank 0 rewrites an unreadable cache entry). Raises ``TimeoutError`` after ``timeout``
+    seconds (default ``$INTERPFOOL_DIST_WAIT_S`` or 6 hours); a crashed rank 0 ends the job earlier through the
+    launcher (torchrun / srun kill the rest)."""
     timeout = float(os.environ.get(WAIT_ENV, 6 * 3600)) if timeout is None else timeout
     start = time.monotonic()
-    while not Path(path).is_file():
+    while not Path(path).is_file() or (replacing is not None and file_signature(Path(path)) in (replacing, None)):
         if time.monotonic() - start > timeout:
             raise TimeoutError(f"rank {global_rank()} waited {timeout:.0f} s for {what} at {path} (written by rank 0; "
                                f"on several nodes cache_dir must be a shared folder)")

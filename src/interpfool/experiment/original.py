@@ -2,13 +2,18 @@
 
 The cache key is a hash of exactly the config that determines the weights, so a changed data or
 model option trains a new original while everything else reuses the stored one. Files are written
-atomically (temp file + rename): a crash half-way leaves no truncated cache entry.
+atomically (temp file + rename): a crash half-way leaves no truncated cache entry, and a write that fails
+(disk full) raises ``WriteFailed`` naming the path, with the temp file removed and an earlier file at that
+path unchanged. A cached entry that cannot be read, or does not fit the model, is never half-loaded: it is
+retrained (a one-line notice) and replaced once the new one is written.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -23,8 +28,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from interpfool.experiment import distributed as dist_env
+from interpfool.experiment.cli import BadInput, WriteFailed, reason
 from interpfool.experiment.progress import RunProgressBar
 from interpfool.experiment.run_plan import Theta0Estimate
+from interpfool.models.builders import state_mismatch
 
 if TYPE_CHECKING:
     from interpfool.experiment.build import Built
@@ -78,17 +85,50 @@ def config_hash(parts: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temp file in the same folder, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+def _torch_write_failed(err: RuntimeError) -> bool:
+    """torch.save's zip writer reports a failed write (a full disk) as a RuntimeError, not an OSError."""
+    text = str(err)
+    return any(s in text for s in ("unexpected pos", "PytorchStreamWriter", "file write failed"))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _atomic_write(write, path: Path) -> None:
+    """``write(tmp)`` into a temp file in ``path``'s folder, then rename it to ``path``. Any failure: the temp
+    file is removed, an earlier file at ``path`` is unchanged; a failed write raises ``WriteFailed``."""
+    path = Path(path)
+    tmp = None
     try:
-        torch.save(obj, tmp)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())   # mkstemp's 0600 -> what open() would give (a shared cache is readable)
+        write(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        raise WriteFailed.of(err, path) from None
+    except RuntimeError as err:
+        if not _torch_write_failed(err):
+            raise
+        full = shutil.disk_usage(path.parent).free < 2 ** 20   # before the temp file is removed
+        raise WriteFailed.of(OSError(errno.ENOSPC, "full") if full else err, path) from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """torch.save to a temp file in the same folder, then rename: never a half-written file (``_atomic_write``)."""
+    _atomic_write(lambda tmp: torch.save(obj, tmp), path)
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    """``path.write_text(text)`` through a temp file and a rename: an earlier file survives a failed write."""
+    _atomic_write(lambda tmp: Path(tmp).write_text(text), path)
 
 
 def cached_original_path(cache_dir: str | Path, key_parts: dict[str, Any]) -> Path:
@@ -144,21 +184,53 @@ def original_source(cfg: DictConfig) -> str:
     return f"not cached: trained now for {cfg.original.epochs} epochs (estimate after its first batches) -> {path}"
 
 
+def read_cached_original(net: nn.Module, path: Path) -> str | None:
+    """Load the cached theta0 at ``path`` into ``net``; ``None`` when done, else why the file cannot be used
+    (``net`` untouched: the keys and shapes are checked before ``load_state_dict``)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - truncated, garbage, not a torch file: all "unreadable"
+        return f"unreadable ({reason(err)})"
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        return f"not a state dict of tensors (a {type(state).__name__})"
+    mismatch = state_mismatch(net.state_dict(), state)
+    if mismatch:
+        return f"not a state dict of this model ({type(net).__name__}: {mismatch})"
+    net.load_state_dict(state)
+    return None
+
+
+def _reused(net: nn.Module, path: Path) -> tuple[nn.Module, dict]:
+    print(f"original model: reusing cached {path}")
+    return net, {"status": "reused", "path": str(path)}
+
+
 def obtain_original(cfg: DictConfig, built: Built, accelerator: str) -> tuple[nn.Module, dict]:
-    """theta0: pretrained / given weights as built, else the cached trained original, else train and cache it."""
+    """theta0: pretrained / given weights as built, else the cached trained original, else train and cache it.
+    A cached file that cannot be used is retrained and replaced (never half-loaded); under torchrun / SLURM
+    rank 0 does that and the other ranks wait for the new file."""
     net = built.net
     if cfg.model.get("pretrained") or cfg.model.get("weights_path"):
         return net, {"status": "given", "source": cfg.model.get("weights_path") or "torchvision"}
     path = cached_original_path(cfg.cache_dir, original_key(cfg))
-    if not path.is_file() and not dist_env.is_rank_zero():
+    problem, seen = None, dist_env.file_signature(path)   # the file read below (taken before: rank 0 may replace it)
+    if path.is_file():
+        problem = read_cached_original(net, path)
+        if problem is None:
+            return _reused(net, path)
+    if not dist_env.is_rank_zero():
         # torchrun / SLURM start every rank at once: rank 0 trains and caches theta0, the others load it
         print(f"original model: rank {dist_env.global_rank()} waits for rank 0 to train {path}")
-        dist_env.wait_for_file(path, "the original model (theta0)")
-    if path.is_file():
-        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        print(f"original model: reusing cached {path}")
-        return net, {"status": "reused", "path": str(path)}
-    print(f"original model: none cached for this config; training it ({cfg.original.epochs} epochs) -> {path}")
+        dist_env.wait_for_file(path, "the original model (theta0)", replacing=seen if problem else None)
+        again = read_cached_original(net, path)
+        if again is not None:
+            raise BadInput(f"cached original {path} written by rank 0 is {again}; delete it and run again")
+        return _reused(net, path)
+    if problem is not None:
+        print(f"original model: cached {path} is {problem}; training it again, the new one replaces the file "
+              f"once written")
+    print(f"original model: {'none cached' if problem is None else 'no usable one cached'} for this config; "
+          f"training it ({cfg.original.epochs} epochs) -> {path}")
     start = time.time()
     seed = original_seed(cfg)
     seed_all(seed)   # initial weights, flip and dropout draws: a function of theta0's seed and config alone,
@@ -176,7 +248,8 @@ def obtain_original(cfg: DictConfig, built: Built, accelerator: str) -> tuple[nn
     atomic_save(net.state_dict(), path)
     seconds = time.time() - start
     print(f"original model: trained in {seconds:.0f} s, cached at {path}")
-    return net, {"status": "trained", "path": str(path), "seconds": seconds}
+    info = {"status": "trained", "path": str(path), "seconds": seconds}
+    return net, info if problem is None else {**info, "replaced_cache": problem}
 
 
 def original_cache_size(cfg: DictConfig, built: Built) -> int:

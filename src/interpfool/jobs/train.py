@@ -17,20 +17,22 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from interpfool.experiment import distributed as dist_env
 from interpfool.experiment.build import Built, checked_build, eval_loaders, fit_loaders
 from interpfool.experiment.callbacks import StopOnNonFiniteLoss
-from interpfool.experiment.cli import BadInput
+from interpfool.experiment.cli import BadInput, reason
 from interpfool.experiment.evaluate import CSV_COLUMNS, evaluate_pair
 from interpfool.experiment.loggers import finish_logger, log_summary, make_logger, wandb_run_dir
-from interpfool.experiment.original import (atomic_save, obtain_original, original_cache_size, original_source,
-                                            seed_all)
-from interpfool.experiment.run_plan import announce, describe
+from interpfool.experiment.original import (atomic_save, atomic_write_text, obtain_original, original_cache_size,
+                                            original_source, seed_all)
 from interpfool.experiment.progress import RunProgressBar
+from interpfool.experiment.run_plan import announce, describe
 from interpfool.fooling.module import FoolingModule
+from interpfool.models.builders import state_mismatch
 from interpfool.viz.heatmap_grid import save_heatmap_grid
 
 # The fooled model is kept in eval mode on purpose (frozen BatchNorm statistics, authors' code).
@@ -63,6 +65,54 @@ def resolve_ckpt(ckpt_path: str | None, run_dir: Path) -> str | None:
         raise BadInput(f"ckpt_path={ckpt_path!r} is not a file; allowed: null, last, or a .ckpt file")
     return str(ckpt_path)
 
+
+
+def _load_checkpoint(path: str) -> dict:
+    """torch.load of a Lightning checkpoint (memory-mapped where the file allows: only the keys are read here)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception:  # noqa: BLE001 - not a zip-format torch file: the plain load says what it is
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def check_checkpoint(path: str, net: nn.Module, named: str) -> None:
+    """Before anything trains: the checkpoint at ``path`` must load as a Lightning checkpoint (``state_dict``,
+    ``global_step``) of this run's model (theta*'s ``net.*`` keys and shapes, e.g. not another ``model.width``
+    or ``data.num_classes``); else one line naming ``named`` (``ckpt_path=...``) and what is allowed."""
+    allowed = "allowed: null, last, or a .ckpt file that train.py wrote for this model"
+    try:
+        ckpt = _load_checkpoint(path)
+    except Exception as err:  # noqa: BLE001 - truncated, garbage, not a torch file
+        raise BadInput(f"{named} is not a readable checkpoint (truncated, or not a torch file: {reason(err)}); "
+                       f"{allowed}") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict) or "global_step" not in ckpt:
+        what = "a plain state dict such as fooled.pt" if isinstance(ckpt, dict) else f"a {type(ckpt).__name__}"
+        raise BadInput(f"{named} is not a Lightning checkpoint ({what}: no state_dict and global_step); {allowed}")
+    state = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("net0.")}
+    mismatch = state_mismatch({f"net.{k}": v for k, v in net.state_dict().items()}, state)
+    if mismatch:
+        raise BadInput(f"{named} is a checkpoint of another model: {mismatch}; allowed: a checkpoint of a run with "
+                       f"this model ({type(net).__name__}) and its model.* and data.num_classes settings")
+
+
+def _ckpt_named(given, resolved: str) -> str:
+    """How the one-line errors name the checkpoint: the setting as given, with the file ``last`` stands for."""
+    if given in (None, "", "null"):
+        return f"the requeued run's checkpoint {resolved}"
+    return f"ckpt_path=last ({resolved})" if given == "last" else f"ckpt_path={str(given)!r}"
+
+
+class SameFolderCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written like every run file (``atomic_save``): a temp file in the checkpoint's own folder, then
+    a rename. Lightning's own write puts the temp file in the system temp folder and, when that is another file
+    system (a node's local /tmp, the run on shared storage), copies it over the earlier checkpoint, so a full disk
+    leaves a truncated last.ckpt. Here a failed write raises ``WriteFailed`` naming the file (one line, exit 4),
+    the temp file is removed and the earlier checkpoint is unchanged."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if storage_options is not None or "://" in str(path):     # remote storage: Lightning's fsspec writer
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        atomic_save(checkpoint, Path(path))
 
 
 
@@ -102,6 +152,8 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict | None
     built = checked_build(cfg)
     run_dir = Path(run_dir)
     ckpt = resolve_ckpt(cfg.get("ckpt_path"), run_dir)
+    if ckpt:
+        check_checkpoint(ckpt, built.net, _ckpt_named(cfg.get("ckpt_path"), ckpt))
     select = selection(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     accelerator = cfg.trainer.get("accelerator", "cpu")
@@ -119,21 +171,22 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict | None
     try:
         ckpt_dir = run_dir / "checkpoints"
         callbacks = [RunProgressBar("Fooling"), StopOnNonFiniteLoss(int(cfg.get("nan_check_every", 1)), str(ckpt_dir)),
-                     # last.ckpt every N steps; Lightning writes it through an fsspec transaction (temp + move)
+                     # last.ckpt every N steps, written atomically (SameFolderCheckpointIO)
                      ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=int(cfg.get("checkpoint_every", 200)),
                                      save_last=True, save_top_k=0, enable_version_counter=False)]
         if select["weights"] == "best":   # best.ckpt: highest val/select_score (FSR within the accuracy budget)
             callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/select_score",
                                              mode="max", save_top_k=1, save_last=False, enable_version_counter=False))
         trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=logger or False,
-                            callbacks=callbacks, inference_mode=False, check_val_every_n_epoch=None,
+                            callbacks=callbacks, plugins=[SameFolderCheckpointIO()], inference_mode=False,
+                            check_val_every_n_epoch=None,
                             num_sanity_val_steps=0, default_root_dir=str(run_dir), enable_model_summary=False,
                             # the data modules' loaders shard themselves across ranks (val / test without
                             # padding; the synthetic train loader also resumes mid-epoch)
                             use_distributed_sampler=not getattr(built.data, "shards_by_rank", False))
         rank_zero = dist_env.is_rank_zero()
         if rank_zero:
-            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))   # eval.py reads it
+            atomic_write_text(OmegaConf.to_yaml(cfg, resolve=True), run_dir / "config.yaml")   # eval.py reads it
         built.data.trainer = trainer   # resumable loaders read the global step from it
         train_loader, val_loaders = fit_loaders(built.data, built.fooling)
         seed_all(cfg.seed)   # the same draws whether theta0 was just trained or read from the cache
@@ -152,7 +205,7 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict | None
         report.update({"original": original_info, "fooling_seconds": fit_seconds, "run_name": run_name,
                        "steps": int(trainer.global_step), "selected": selected,
                        "original_map_cache_images": module.original_cache})
-        (run_dir / "report.json").write_text(json.dumps(report, indent=2))
+        atomic_write_text(json.dumps(report, indent=2), run_dir / "report.json")   # a resumed run's old one survives
         wandb_dir = wandb_run_dir(logger)
     finally:
         finish_logger(logger)

@@ -57,6 +57,29 @@ def load_state_file(net: nn.Module, path: str | Path, what: str, hint: str = "")
     return net
 
 
+def state_mismatch(expected: dict, state: dict) -> str | None:
+    """How ``state`` (a state dict) does not fit a model whose own state dict is ``expected``: the first missing
+    key, unexpected key or size mismatch (with how many more), as one line; ``None`` when it fits.
+    Checked before loading: ``load_state_dict`` copies what fits before it raises for what does not."""
+    def first(kind: str, keys: list[str]) -> str:
+        more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
+        return f"{kind} {keys[0]}{more}"
+
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing:
+        return first("missing key", missing) + (f"; unexpected key {unexpected[0]}" if unexpected else "")
+    if unexpected:
+        return first("unexpected key", unexpected)
+    shapes = [k for k in expected if not isinstance(state[k], torch.Tensor) or state[k].shape != expected[k].shape]
+    if shapes:
+        k = shapes[0]
+        got = list(state[k].shape) if isinstance(state[k], torch.Tensor) else type(state[k]).__name__
+        more = f" (and {len(shapes) - 1} more)" if len(shapes) > 1 else ""
+        return f"size mismatch for {k}: the file has {got}, this model {list(expected[k].shape)}{more}"
+    return None
+
+
 def _load_state(net: nn.Module, state: dict, what: str) -> None:
     """``net.load_state_dict(state)`` (strict) with the first mismatch as a one-line ValueError."""
     try:
