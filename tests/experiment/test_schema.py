@@ -83,6 +83,8 @@ def wrong_values(node, meta: dict) -> list[tuple[str, str]]:
         out.append(("bogus_choice", "range"))
     if kind == "interpreters":
         out.append(("[gradcam,bogus_interp]", "range"))
+    if kind == "devices":
+        out += [("abc", "range"), ("0", "range"), ("-2", "range"), ("[]", "range"), ("[-1]", "range")]
     if kind in ("floats", "ints"):
         if meta.get("length"):
             out.append(("[" + ",".join(["1"] * (meta["length"] + 1)) + "]", "range"))
@@ -235,3 +237,23 @@ def test_schema_choices_match_the_code():
     assert set(schema.JOBS) == set(JOBS) and schema.ROBUSTNESS_SCALES == robustness.SCALES
     assert schema.LERMA_WEIGHTS == lerma.WEIGHTS and set(schema.LERMA_SHIFT_DTYPES) == set(lerma.SHIFT_DTYPES)
     assert math.isfinite(schema.OriginalConfig().lr)
+
+
+@pytest.mark.parametrize("override,expected", [
+    ("trainer.accelerator=gpu", "trainer.accelerator='gpu': No supported gpu backend found!"),
+    ("trainer.devices=[0,1]", "trainer.devices=[0, 1]: `devices` selected with `CPUAccelerator`"),
+    ("+trainer.gradient_clip_val=abc", "trainer.gradient_clip_val='abc': `gradient_clip_val` should be"),
+])
+def test_lightning_judges_the_trainer_before_theta0_as_one_line(compose_cfg, tmp_path, override, expected):
+    """What only Lightning can tell (no GPU here, devices the accelerator cannot take, an extra Trainer argument of the
+    wrong type) is asked in the build phase: one line, before any theta0 is trained or cached."""
+    import torch
+
+    from interpfool.experiment.build import checked_build
+    from tiny_run import TINY
+    if override == "trainer.accelerator=gpu" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(BadInput) as err:
+        checked_build(compose_cfg(TINY + [f"cache_dir={tmp_path}", override]))
+    assert str(err.value).startswith(expected) and "\n" not in str(err.value)
+    assert not any(tmp_path.iterdir())

@@ -48,6 +48,7 @@ def build_all(cfg: DictConfig) -> Built:
     Types, ranges and choices of every key are checked first, in one walk over the typed schema
     (``experiment.validate``); what is checked here needs the data or the model."""
     check(cfg)
+    check_trainer(cfg)
     data = instantiate(cfg.data)
     splits = getattr(data, "splits", SPLITS)          # ImageNet / torchvision sets: train, val
     if cfg.eval.split == "auto":                      # the held-out test split where the data has one
@@ -73,6 +74,30 @@ def build_all(cfg: DictConfig) -> Built:
 
 
 BACKEND_FLAGS = ("allow_tf32", "cudnn_benchmark")
+
+
+def check_trainer(cfg: DictConfig) -> None:
+    """Let Lightning judge ``trainer.*`` (an accelerator this machine lacks, devices that do not exist, an extra
+    Trainer argument of the wrong type) now, before theta0 is trained, as one line naming the setting."""
+    import warnings
+
+    import lightning as L
+    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            L.Trainer(**kwargs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False)
+    except Exception as err:  # noqa: BLE001 - Lightning's MisconfigurationException, TypeError, ValueError, ...
+        text = " ".join(str(err).split())
+        hints = {"devices": ("device",), "strategy": ("strategy", "ddp"), "precision": ("precision",),
+                 "accelerator": ("accelerator", "gpu", "cuda", "mps", "tpu", "backend")}
+        named = [k for k in kwargs if f"`{k}`" in text or f"{k}=" in text] or \
+            [k for k, words in hints.items() if any(w in text.lower() for w in words)]
+        key = named[0] if named else None
+        shown = f"trainer.{key}={kwargs[key]!r}" if key else "trainer=" + ",".join(f"{k}={v}" for k, v in kwargs.items())
+        raise BadInput(f"{shown}: {text}; allowed: what Lightning's Trainer accepts on this machine "
+                       f"(trainer=cpu needs no GPU)") from None
 
 
 def backend_flags(cfg: DictConfig) -> dict[str, bool]:

@@ -70,7 +70,7 @@ AVGPOOL_RULES = ("zplus", "norm")
 ADD_RULES = ("positive", "proportional")
 BN_FIRST_RULES = ("pass", "zplus")
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "auto")
-PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "transformer-engine")
+PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed")   # the maps stay float32 under autocast; true 16/64 casts break it
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "fsdp", "single_device")
 LOGGER_KINDS = ("wandb", "csv", "none")
 WANDB_MODES = ("offline", "online", "disabled")
@@ -352,7 +352,7 @@ class LRPTConfig(LRPConfig):
 class TrainerConfig:
     """Keyword arguments of Lightning's Trainer for the fooling run."""
     accelerator: str = choice("cpu", ACCELERATORS)
-    devices: Any = 1                            # an integer (-1: all), a list of indices, or auto
+    devices: Any = field(default=1, metadata={"kind": "devices"})   # n >= 1, -1 (all), [indices], or auto
     num_nodes: int = integer(1, ge=1)
     strategy: str = choice("auto", STRATEGIES)
     sync_batchnorm: bool = False

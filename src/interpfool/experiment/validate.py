@@ -24,6 +24,8 @@ def describe(meta: dict) -> str:
     null = " or null" if meta.get("nullable") else ""
     if kind == "choice":
         return ", ".join(meta["options"]) + null
+    if kind == "devices":
+        return "an integer >= 1, -1 (all), a list of device indices >= 0, or auto"
     if kind == "interpreters":
         from interpfool import interpreters
         return "a list of interpreter names from " + ", ".join(interpreters.names()) + null
@@ -77,6 +79,9 @@ def value_ok(value: Any, meta: dict) -> bool:
             return False
         element = _is_int if kind == "ints" else (lambda v: _is_real(v) and math.isfinite(v))
         return all(element(v) and _in_bounds(v, meta) for v in value)
+    if kind == "devices":
+        return value == "auto" or (_is_int(value) and (value >= 1 or value == -1)) or (
+            isinstance(value, (list, tuple)) and len(value) > 0 and all(_is_int(v) and v >= 0 for v in value))
     if kind == "interpreters":
         from interpfool import interpreters
         return isinstance(value, (list, tuple)) and all(v in interpreters.REGISTRY for v in value)
