@@ -6,7 +6,7 @@ import torch
 
 DESIGN_SNIPPET = '''
 from interpfool import interpreters, models
-net = models.build("small_vgg", num_classes=8, width=4)
+net = models.build("small_vgg", num_classes=8, width=4).eval()
 assert isinstance(net.target_layer, str)
 x, y = torch.rand(2, 3, 64, 64), torch.tensor([1, 2])
 for name in ("gradcam", "lrpT", "lrp", "simpleg", "simplegT", "gradinput", "smoothgrad", "ig", "gradcampp",
@@ -16,7 +16,7 @@ for name in ("gradcam", "lrpT", "lrp", "simpleg", "simplegT", "gradinput", "smoo
 h = interpreters.build("gradcam", net, layer=net.target_layer, score="prob")(x, "pred", create_graph=True)
 assert h.requires_grad
 shifted = models.presoftmax_shift(net.eval(), k=10.0, position=(0, 0))
-assert torch.allclose(shifted(x).softmax(1), net(x).softmax(1), atol=1e-6)
+assert torch.allclose(shifted(x).softmax(1).float(), net(x).softmax(1), atol=1e-6)   # logits in float64 by default
 '''
 
 
