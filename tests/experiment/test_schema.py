@@ -147,6 +147,9 @@ def test_every_group_option_has_a_schema():
         for group in schema.GROUP_SCHEMAS:
             assert dataclasses.is_dataclass(OmegaConf.get_type(cfg[group])), (overrides, group)
         validate.check(cfg)                       # every shipped option passes its own schema
+    for experiment in cli.group_options("experiment"):     # experiments set keys of the same schema: all valid
+        for interp in ("gradcam", "lrpT"):
+            validate.check(compose_plain("config", [f"experiment={experiment}", f"interp={interp}"]))
 
 
 def test_every_leaf_refuses_a_wrong_type_and_an_out_of_range_value():
