@@ -29,6 +29,7 @@ predicted class.
 from __future__ import annotations
 
 import argparse
+import collections
 import functools
 import json
 import os
@@ -192,11 +193,12 @@ def _self_device_us(e) -> float:
     return getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0) or 0
 
 
-def _is_kernel(e) -> bool:
-    kind = getattr(e, "activity_type", None)
-    if kind:
-        return kind == "kernel"
-    return not (e.name.startswith(("Memcpy", "Memset", "ProfilerStep")) or getattr(e, "is_user_annotation", False))
+def _kernels(dev_events: list) -> list:
+    """The kernels among the profiler's device events: by kineto's activity type where this torch records it (2.14:
+    "kernel"), else (or when that finds none) by name: not a copy, a fill or a user annotation."""
+    kernels = [e for e in dev_events if getattr(e, "activity_type", None) in ("kernel", "concurrent_kernel")]
+    return kernels or [e for e in dev_events if not (e.name.startswith(("Memcpy", "Memset", "ProfilerStep"))
+                                                     or getattr(e, "is_user_annotation", False))]
 
 
 def _union_us(intervals) -> float:
@@ -231,7 +233,8 @@ def profile_cell(cell: Cell, device, steps: int, top: int, step_ms: float, warmu
     out["aten_ops_per_step"] = sum(e.name.startswith("aten::") for e in cpu_ops) / steps
     if cuda:
         dev = [e for e in events if e.device_type != DeviceType.CPU]
-        kernels = [e for e in dev if _is_kernel(e)]
+        kernels = _kernels(dev)
+        out["device_event_kinds"] = dict(collections.Counter(str(getattr(e, "activity_type", None)) for e in dev))
         out["kernels_per_step"] = len(kernels) / steps
         out["memcpy_memset_per_step"] = sum(e.name.startswith(("Memcpy", "Memset")) for e in dev) / steps
         kernel_ms = sum(e.time_range.end - e.time_range.start for e in kernels) / steps / 1e3
@@ -323,18 +326,24 @@ def main() -> None:
                    help="default: torch's (matmul off, cuDNN on; the H200 tables of BENCHMARKS.md)")
     p.add_argument("--cudnn-benchmark", action="store_true")
     p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or "/tmp/profile_step"))
-    p.add_argument("--quick", action="store_true", help="CPU dry run: 64 px, batch 2, no warm-up, 1 timed, 1 profiled")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's; --quick: 1)")
+    p.add_argument("--quick", action="store_true", help="CPU dry run: 64 px, batch 2, no warm-up, 1 timed, 1 profiled, "
+                   "1 thread (2 threads on 2 shared cores ran ResNet50 3x slower than 1: OpenMP waits on a descheduled "
+                   "peer)")
     args = p.parse_args()
     if args.quick:
         args.size, args.batches, args.warmup, args.iters, args.profile_steps = 64, [2], 0, 1, 1
+        args.threads = args.threads or 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     json_path, txt_path = args.out / "profile_step.json", args.out / "profile_step.txt"
-    result = {"device": _common.machine(device), "device_name": torch.cuda.get_device_name(device) if
-              device.type == "cuda" else "cpu", "torch": torch.__version__, "size": args.size,
-              "batches": args.batches, "warmup": args.warmup, "iters": args.iters,
-              "profile_steps": args.profile_steps, "adam": args.adam, "backends": set_backends(args.tf32,
-                                                                                            args.cudnn_benchmark),
+    result = {"device": _common.machine(device),
+              "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+              "torch": torch.__version__, "size": args.size, "batches": args.batches, "warmup": args.warmup,
+              "iters": args.iters, "profile_steps": args.profile_steps, "adam": args.adam,
+              "threads": torch.get_num_threads(), "backends": set_backends(args.tf32, args.cudnn_benchmark),
               "quick": args.quick, "summary": [], "cells": [], "errors": []}
     txt_path.write_text(f"# bench/profile_step.py\n{result['device']}; size {args.size}; backends "
                         f"{result['backends']}; adam {args.adam}\n")
