@@ -12,9 +12,9 @@ For each cell (model, interpreter, fooling; plus the plain CE step of every mode
      instead of one, so its sum can exceed ``step``'s;
    each phase in ms and as a multiple of the baseline step (same cell, interleaved);
 2. ``torch.profiler`` (CPU + CUDA) over ``--profile-steps`` real steps: the top ops by self CUDA time and by self CPU
-   time, kernel launches per step (device kernels and the host's launch calls), the GPU's busy share (union of
-   kernel intervals per step / the unprofiled median step time; also / the profiled wall time, which carries the
-   profiler's own host overhead), and self time by kind (convolution, matmul, other);
+   time, kernel launches per step (device kernels and the host's launch calls; aten calls, nested ones too), the
+   GPU's busy share (union of kernel intervals per step / the unprofiled median step time; also / the profiled wall
+   time, which carries the profiler's own host overhead), and self time by kind (convolution, matmul, other);
 3. ``--out``: ``profile_step.json`` (all numbers, rewritten after each cell) and ``profile_step.txt`` (the tables).
 
 Only torch, torchvision and this package (no hydra, wandb). TF32 and cuDNN benchmark are off unless asked; the
@@ -230,7 +230,7 @@ def profile_cell(cell: Cell, device, steps: int, top: int, step_ms: float, warmu
     out: dict = {"profiled_wall_ms_per_step": wall_ms}
     cpu_ops = [e for e in events if e.device_type == DeviceType.CPU]
     out["host_launch_calls_per_step"] = sum(e.name.startswith(LAUNCH_CALLS) for e in cpu_ops) / steps
-    out["aten_ops_per_step"] = sum(e.name.startswith("aten::") for e in cpu_ops) / steps
+    out["aten_calls_per_step"] = sum(e.name.startswith("aten::") for e in cpu_ops) / steps   # nested calls too
     if cuda:
         dev = [e for e in events if e.device_type != DeviceType.CPU]
         kernels = _kernels(dev)
@@ -267,7 +267,8 @@ def summary_of(row: dict) -> dict:
         out.update(step_ms=round(ms["step"]["step"], 2), overhead_x=round(row["overhead_x"], 2),
                    **{f"{k}_x": round(x["phases"][k], 2) for k in ("forward", "map", "theta0_map", "ce_backward",
                                                                    "penalty_backward", "optimizer")})
-    out["kernels_per_step"] = prof.get("kernels_per_step")
+    for key in ("kernels_per_step", "host_launch_calls_per_step", "aten_calls_per_step"):
+        out[key] = prof.get(key)
     out["gpu_busy_share"] = None if prof.get("gpu_busy_share") is None else round(prof["gpu_busy_share"], 3)
     return out
 
