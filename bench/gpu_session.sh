@@ -2,11 +2,13 @@
 # Every GPU measurement of the off-CPU and performance issues in one call on a lent GPU machine (torch,
 # torchvision, lightning there; hydra / captum / zennit / grad-cam carried as wheels in .whl/ when present).
 # Each part is time-boxed and appends to $OUT/session.log; BENCHMARKS.md's new tables come back as
-# $OUT/BENCHMARKS.md, the checks as $OUT/gpu_checks.json and the two train.py runs as $OUT/pipeline.json.
+# $OUT/BENCHMARKS.md, the checks as $OUT/gpu_checks.json, the two train.py runs as $OUT/pipeline.json and the step
+# profile as $OUT/profile_step.json + $OUT/profile_step.txt.
 #
 #   bash bench/gpu_session.sh            # on the GPU machine (OUT set by the device tool, else /tmp/gpu_out)
 #   QUICK=1 bash bench/gpu_session.sh    # a dry run on the CPU at toy sizes
 #   PARTS=checks,trainer_step CHECKS=memory bash bench/gpu_session.sh    # some parts only
+#   PARTS=profile bash bench/gpu_session.sh                             # the step profile alone (~2-4 min)
 set -u
 OUT=${OUT:-/tmp/gpu_out}
 mkdir -p "$OUT"
@@ -49,6 +51,8 @@ for run in 1 2; do
     logger=csv original.epochs=2 trainer.max_steps=100 trainer.val_check_interval=50 cache_dir=/tmp/if_cache \
     hydra.run.dir=/tmp/if_run$run $RUNARGS
 done
+# the two runs' summary only when a train part was asked for (PARTS=profile alone leaves no pipeline.json)
+if [ -z "${PARTS:-}" ] || [[ ",$PARTS," == *",train_"* ]]; then
 $PY - "$OUT/pipeline.json" >>"$LOG" 2>&1 <<'EOF'
 import json, sys, torch
 out = {}
@@ -65,6 +69,7 @@ except OSError as err:
 json.dump(out, open(sys.argv[1], "w"), indent=1, default=str)
 print("pipeline: device", out["run1"].get("device"), "fooled bit-identical", out["fooled_bit_identical"])
 EOF
+fi
 
 # 3. issue 15: the three tables on the GPU, fp32 then bf16 + channels_last, and the Trainer-loop table
 part overhead_fp32 100 $PY bench/fooling_overhead.py --device $DEV --models $M --batch $B --size $S --reps $R
@@ -79,6 +84,10 @@ part overhead_bf16_cl 80 $PY bench/fooling_overhead.py --device $DEV --models $M
   --amp bf16 --channels-last
 part heatmaps_resnet50 50 $PY bench/heatmap_throughput.py --device $DEV --model resnet50 --batch $B --size $S --reps 3 \
   $([ "${QUICK:-0}" = 1 ] && echo --ig-steps 4 --sg-samples 2)
+
+# 4. the op-level profile of the fooling step (phases, top ops, launches, GPU busy share): $OUT/profile_step.json + .txt
+part profile $([ "${QUICK:-0}" = 1 ] && echo 420 || echo 280) $PY bench/profile_step.py --device $DEV --out "$OUT" \
+  $([ "${QUICK:-0}" = 1 ] && echo --quick || echo --batches 8 32)
 
 cp BENCHMARKS.md "$OUT/BENCHMARKS.md"
 echo "done in $SECONDS s" | tee -a "$LOG"
