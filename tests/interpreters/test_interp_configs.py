@@ -23,10 +23,9 @@ def test_every_registered_interpreter_has_a_config():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_config_instantiates_the_registered_class(name):
+def test_config_instantiates_the_registered_class(name, compose_cfg):
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-    cfg = OmegaConf.load(CONF / f"{name}.yaml")
+    cfg = compose_cfg([f"interp={name}"]).interp        # the option as composed: its YAML over its typed schema
     if name not in interpreters.REGISTRY:
         pytest.skip(f"{name} is not registered on this branch")
     cls = interpreters.REGISTRY[name]

@@ -82,11 +82,10 @@ def test_prob_score_is_the_logit_map_rescaled(net, x):
 
 
 @pytest.mark.parametrize("name", ["lrp", "lrpT"])
-def test_config_instantiates(name, net):
+def test_config_instantiates(name, net, compose_cfg):
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
-    cfg = OmegaConf.load(CONF / f"{name}.yaml")
+    cfg = compose_cfg([f"interp={name}"]).interp
     interp = instantiate(cfg)(net=net)
     assert type(interp) is interpreters.REGISTRY[name]
     assert interp.composite == interpreters.REGISTRY[name](net).composite

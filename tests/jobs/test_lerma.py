@@ -38,8 +38,8 @@ def test_lerma_job_on_the_trained_original_writes_report_and_figures(compose_cfg
 @pytest.mark.parametrize("override, expected", [
     ("lerma.weights=imagenet", "lerma.weights='imagenet'; allowed: original, random"),
     ("lerma.position=[4,0]", "presoftmax position (4, 0) is outside the 4x4 output of 'avgpool'"),
-    ("lerma.k=nan", "presoftmax k=nan; allowed: a finite number"),
-    ("lerma.interpreters=[gradcam,nope]", "unknown interpreter 'nope' in lerma; allowed:"),
+    ("lerma.k=nan", "lerma.k=nan; allowed: a finite number"),
+    ("lerma.interpreters=[gradcam,nope]", "lerma.interpreters=[gradcam, nope]; allowed: a list of interpreter names"),
     ("lerma.images=0", "lerma.images=0; allowed: an integer >= 1"),
     ("lerma.shift_dtype=half", "lerma.shift_dtype='half'; allowed: float64, model"),
 ])

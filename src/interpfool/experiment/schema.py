@@ -12,7 +12,10 @@ tries a value of the wrong type and, where the metadata gives a range, one outsi
 """
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -512,6 +515,32 @@ GROUP_SCHEMAS = {
     "trainer": {"cpu": TrainerConfig, "gpu": TrainerConfig, "ddp": TrainerConfig},
     "logger": {"csv": LoggerConfig, "wandb": WandbLoggerConfig},
 }
+
+
+def typed(key: str, node: Any) -> Any:
+    """``node`` (a plain section, e.g. from a run's saved config.yaml) over the schema it belongs to at top-level
+    ``key``: a group's option is recognised by its ``_target_`` (and ``name``, ``kind``) where several share one.
+    Raises ``ValueError`` when no schema takes it."""
+    from omegaconf import DictConfig, OmegaConf
+    if not isinstance(node, DictConfig):
+        return node
+    if key in GROUP_SCHEMAS:
+        last = None
+        conf = Path(__file__).resolve().parents[3] / "conf" / key
+        for option, cls in GROUP_SCHEMAS[key].items():
+            shipped = OmegaConf.load(conf / f"{option}.yaml")       # the option's own _target_ / name / kind
+            if any(k in node and k in shipped and node[k] != shipped[k] for k in ("_target_", "kind", "name")):
+                continue
+            try:
+                return OmegaConf.merge(OmegaConf.structured(cls), node)
+            except Exception as err:  # noqa: BLE001 - try the next option of the group
+                last = err
+        raise ValueError(f"{key}: no option of conf/{key}/ takes these settings ({' '.join(str(last).split()[:12])})")
+    field_type = {f.name: f.type for f in dataclasses.fields(TrainConfig)}.get(key)
+    cls = typing.get_type_hints(TrainConfig).get(key) if field_type else None
+    if isinstance(cls, type) and dataclasses.is_dataclass(cls):
+        return OmegaConf.merge(OmegaConf.structured(cls), node)
+    return node
 
 
 def register() -> None:

@@ -23,6 +23,7 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from interpfool.experiment.cli import BadInput
+from interpfool.experiment.schema import typed
 from interpfool.experiment.distributed import eval_device
 from interpfool.experiment.evaluate import evaluate_aopc, fsr_row, matrix_markdown, noise_robustness
 from interpfool.experiment.loggers import finish_logger, log_summary, make_logger, wandb_run_dir
@@ -58,7 +59,10 @@ def run_config(cfg: DictConfig, saved: DictConfig | None, argv: list[str]) -> Di
     OmegaConf.set_struct(merged, False)
     for key in RUN_KEYS:
         if key in saved and key not in replaced:
-            merged[key] = saved[key]
+            try:
+                merged[key] = typed(key, saved[key])     # the saved section over its typed schema
+            except ValueError as err:
+                raise BadInput(f"the run's config.yaml does not fit this version's settings: {err}") from None
     for o in overrides:
         key = o.key_or_group
         if "." in key and key.split(".")[0] in RUN_KEYS and key.split(".")[0] not in replaced and not o.is_delete():
