@@ -536,8 +536,7 @@ def typed(key: str, node: Any) -> Any:
             except Exception as err:  # noqa: BLE001 - try the next option of the group
                 last = err
         raise ValueError(f"{key}: no option of conf/{key}/ takes these settings ({' '.join(str(last).split()[:12])})")
-    field_type = {f.name: f.type for f in dataclasses.fields(TrainConfig)}.get(key)
-    cls = typing.get_type_hints(TrainConfig).get(key) if field_type else None
+    cls = typing.get_type_hints(TrainConfig).get(key)
     if isinstance(cls, type) and dataclasses.is_dataclass(cls):
         return OmegaConf.merge(OmegaConf.structured(cls), node)
     return node

@@ -126,20 +126,3 @@ def check(cfg: DictConfig, path: str = "") -> None:
         if isinstance(value, DictConfig):
             check(value, full + ".")
 
-
-def field_meta(schema: type, dotted: str) -> dict | None:
-    """The metadata of the field at ``dotted`` below ``schema`` (None where it has none or is not typed)."""
-    head, _, rest = dotted.partition(".")
-    if not dataclasses.is_dataclass(schema):
-        return None
-    for f in dataclasses.fields(schema):
-        if f.name == head:
-            if not rest:
-                return dict(f.metadata)
-            return field_meta(f.type if isinstance(f.type, type) else _resolve(schema, f), rest)
-    return None
-
-
-def _resolve(schema: type, f: dataclasses.Field) -> Any:
-    import typing
-    return typing.get_type_hints(schema).get(f.name)
