@@ -37,4 +37,6 @@ class PerImageMean(Metric):
 
     @property
     def undefined_share(self) -> float:
-        return float((self.total - self.defined) / self.total.clamp_min(1))
+        """Share of the images left out, over all ranks where ``compute`` would sync (sync_on_compute)."""
+        with self.sync_context(should_sync=self._to_sync):
+            return float((self.total - self.defined).double() / self.total.clamp_min(1))

@@ -23,7 +23,9 @@ def columnwise(fn, a: torch.Tensor, b: torch.Tensor, name: str) -> torch.Tensor:
     live = ~(constant(a) | constant(b))
     if a.shape[0] and bool(live.any()):
         fa, fb = a.detach().flatten(1)[live].double(), b.detach().flatten(1)[live].double()
-        out[live] = fn(fa.T, fb.T).reshape(-1).to(torch.float64)
+        # one map: 1-D tensors (torchmetrics' Kendall squeezes a [N, 1] input and then fails on it)
+        values = fn(fa[0], fb[0]) if fa.shape[0] == 1 else fn(fa.T, fb.T)
+        out[live] = values.reshape(-1).to(torch.float64)
     return out
 
 
