@@ -29,7 +29,8 @@ def test_kl_matches_kl_div_and_scipy_entropy():
 def test_fidelity_known_values():
     logits0 = torch.tensor([[2.0, 0.0], [0.0, 1.0], [5.0, 5.0 + 1e-3]])
     agree, kl = output_fidelity(logits0, logits0 + 7.0)          # a shift of every logit: same outputs
-    assert agree.all() and torch.allclose(kl, torch.zeros(3, dtype=torch.float64), atol=1e-12)   # float32 rounding of x + 7
+    assert agree.all()
+    assert torch.allclose(kl, torch.zeros(3, dtype=torch.float64), atol=1e-12)   # float32 rounding of x + 7
     flipped = logits0.flip(1)
     agree, kl = output_fidelity(logits0, flipped)
     assert agree.tolist() == [False, False, False]

@@ -10,7 +10,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_maps import gradcam_pair  # noqa: E402
 
-from interpfool.metrics import MapSimilarity, com_shift, kendall, mse, pearson, spearman, ssim, topk_intersection  # noqa: E402
+from interpfool.metrics import (MapSimilarity, com_shift, kendall, mse, pearson, spearman, ssim,  # noqa: E402
+                                topk_intersection)
 from interpfool.metrics.similarity import KEYS, comparison_size, resize_maps  # noqa: E402
 
 
@@ -27,7 +28,8 @@ def test_resize_keeps_maps_at_size_and_preserves_constants():
     h = torch.rand(2, 7, 7)
     assert torch.equal(resize_maps(h, (7, 7)), h.double())
     assert resize_maps(h, (28, 28)).shape == (2, 28, 28)
-    assert torch.allclose(resize_maps(torch.full((1, 64, 64), 3.0), (32, 32)), torch.full((1, 32, 32), 3.0, dtype=torch.float64))
+    shrunk = resize_maps(torch.full((1, 64, 64), 3.0), (32, 32))
+    assert torch.allclose(shrunk, torch.full((1, 32, 32), 3.0, dtype=torch.float64))
 
 
 def test_similarity_numbers_are_the_metrics_on_the_resized_maps():

@@ -14,7 +14,8 @@ def minmax(h: torch.Tensor) -> torch.Tensor:
     flat = h.detach().flatten(1).double()
     low, high = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
     span = high - low
-    out = torch.where(span > 0, (flat - low) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(flat))
+    live = span > 0
+    out = torch.where(live, (flat - low) / torch.where(live, span, torch.ones_like(span)), torch.zeros_like(flat))
     return out.view(h.shape)
 
 

@@ -1,5 +1,6 @@
 """Pearson correlation between two maps, per image (Dombrowski et al. 2019 and Anders et al. 2020 report it
-between manipulated and original explanations): r = sum (a - mean a)(b - mean b) / sqrt(sum (a - mean a)^2 sum (b - mean b)^2).
+between manipulated and original explanations):
+r = sum (a - mean a)(b - mean b) / sqrt(sum (a - mean a)^2 sum (b - mean b)^2).
 
 Computed by torchmetrics' ``pearson_corrcoef`` with the B maps as its B outputs ([HW, B] columns: one call
 per batch), in float64. A constant map has no correlation: torchmetrics returns NaN with a warning; here

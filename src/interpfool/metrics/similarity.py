@@ -53,7 +53,8 @@ class MapSimilarity:
     def __init__(self, topk_fraction: float = 0.1, max_side: int = MAX_SIDE, **metric_kwargs):
         self.max_side = max_side
         self.metrics = {"ssim": SSIM(**metric_kwargs), "pearson": PearsonCorrelation(**metric_kwargs),
-                        "spearman": SpearmanCorrelation(**metric_kwargs), "kendall": KendallCorrelation(**metric_kwargs),
+                        "spearman": SpearmanCorrelation(**metric_kwargs),
+                        "kendall": KendallCorrelation(**metric_kwargs),
                         "mse": MapMSE(**metric_kwargs),
                         "topk_intersection": TopKIntersection(topk_fraction, **metric_kwargs),
                         "com_shift_px": CentreOfMassShift(**metric_kwargs)}

@@ -13,7 +13,8 @@ max - min over the whole batch, a value that depends on the other maps in the ba
 reflect padding of the border; here the mean is over the windows that lie inside the map (a 5-cell
 border is cropped), as in Wang et al.'s reference code (``filter2(..., 'valid')``) and scikit-image.
 The windows are filtered in float32: float64 convolutions are ~25x slower on CPU (measured: 22 ms
-against 0.8 ms per 28 x 28 map, one thread); the result stays within 1e-5 of scikit-image's float64. Equal to ``skimage.metrics.structural_similarity(
+against 0.8 ms per 28 x 28 map, one thread); the result stays within 1e-5 of scikit-image's float64.
+Equal to ``skimage.metrics.structural_similarity(
 a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1)`` (tests/metrics/test_ssim.py).
 """
 from __future__ import annotations

@@ -23,7 +23,8 @@ def top_cells(h: torch.Tensor, k: int) -> torch.Tensor:
 def topk_intersection(h: torch.Tensor, h0: torch.Tensor, fraction: float = 0.1) -> torch.Tensor:
     """Per-image share of h0's top-k cells that are among h's top-k cells -> [B] float64."""
     if h.shape != h0.shape:
-        raise ValueError(f"topk_intersection: maps of shapes {tuple(h.shape)} and {tuple(h0.shape)}; allowed: equal shapes")
+        raise ValueError(f"topk_intersection: maps of shapes {tuple(h.shape)} and {tuple(h0.shape)}; "
+                         "allowed: equal shapes")
     if not 0 < fraction <= 1:
         raise ValueError(f"topk_intersection: fraction={fraction}; allowed: 0 < fraction <= 1")
     k = max(1, round(fraction * h[0].numel())) if h.shape[0] else 1
