@@ -3,6 +3,7 @@ counted as failures (not as successes)."""
 import math
 from functools import partial
 
+import pytest
 import torch
 
 from interpfool.experiment.evaluate import evaluate_pair
@@ -26,3 +27,27 @@ def test_topk_images_with_an_empty_theta0_map_are_undefined_and_not_successes():
     assert not any(r[5] for r in rows)                 # theta0 never passes its own top-k test
     assert report["fsr"]["gradcam"]["theta0"] == 0.0
     assert math.isfinite(report["test_loss_mean"]["gradcam"]["theta0"])
+
+
+def test_similarity_and_fidelity_entries_are_the_metrics_of_the_two_models_maps_and_outputs():
+    from interpfool.metrics import MapSimilarity, output_fidelity, perturb_parameters
+    torch.manual_seed(3)
+    net0 = SmallVGG(num_classes=3, width=4, hidden=8).eval()
+    net = perturb_parameters(net0, 0.5, torch.Generator().manual_seed(1)).eval()
+    x, y = torch.rand(6, 3, 16, 16), torch.tensor([0, 1, 2, 0, 1, 2])
+    interps = {"gradcam": partial(build, "gradcam")}
+    report = evaluate_pair(net0, net, [(x[:4], y[:4]), (x[4:], y[4:])], interps, TopKFooling())
+    expected = MapSimilarity()
+    expected.update(build("gradcam", net)(x, y), build("gradcam", net0)(x, y), (16, 16))
+    assert report["similarity"]["gradcam"] == pytest.approx(expected.compute(), abs=1e-12)   # two batches: sum order
+    assert report["similarity_undefined_share"]["gradcam"] == expected.undefined_share()["com_shift_px"]
+    agree, kl = output_fidelity(net0(x), net(x))
+    assert report["fidelity"]["top1_agreement"] == float(agree.double().mean())
+    assert math.isclose(report["fidelity"]["kl_p0_pstar"], float(kl.mean()), rel_tol=1e-9)
+    assert 0 < report["fidelity"]["kl_p0_pstar"] and report["similarity"]["gradcam"]["ssim"] < 1
+
+    same = evaluate_pair(net0, net0, [(x, y)], interps, TopKFooling())      # theta* = theta0
+    assert same["fidelity"] == {"top1_agreement": 1.0, "kl_p0_pstar": 0.0}
+    assert same["similarity"]["gradcam"]["ssim"] == 1.0 and same["similarity"]["gradcam"]["mse"] == 0.0
+    assert same["similarity"]["gradcam"]["com_shift_px"] == 0.0
+    assert "similarity" not in evaluate_pair(net0, net, [(x, y)], interps, TopKFooling(), similarity=False)

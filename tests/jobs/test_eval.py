@@ -53,7 +53,8 @@ def test_eval_of_one_run_writes_report_csv_and_figures(runs, tmp_path):
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["fooling_name"] == "topk" and saved["interpreter"] == "gradcam"
     assert saved["n_images"] == 8, "data.val_size=8 on the eval command line overrides the run's 16"
-    assert set(saved["fsr"]) == {"gradcam", "lrpT", "simplegT", "lrp"}
+    assert set(saved["fsr"]) == {"gradcam", "lrpT", "simplegT", "lrp"} == set(saved["similarity"])
+    assert set(saved["fidelity"]) == {"top1_agreement", "kl_p0_pstar"}
     assert saved["original_ckpt"].startswith(str(runs["cache"]))
     rows = list(csv.DictReader(open(tmp_path / "test_losses.csv")))
     assert len(rows) == 8 * 4 * 2 and set(rows[0]) == {"image", "interpreter", "model", "class", "test_loss", "success"}

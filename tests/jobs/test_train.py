@@ -17,6 +17,9 @@ def test_two_step_run_writes_report_figure_and_wandb(compose_cfg, tmp_path, caps
     assert saved["fsr"]["gradcam"]["theta_star"] == report["fsr"]["gradcam"]["theta_star"]
     assert 0 <= saved["accuracy"]["theta0"]["top1"] <= 1 and "localisation" in saved
     assert saved["n_images"] == 16
+    assert set(saved["similarity"]["gradcam"]) == {"ssim", "pearson", "spearman", "kendall", "mse",
+                                                   "topk_intersection", "com_shift_px"}
+    assert 0 <= saved["fidelity"]["top1_agreement"] <= 1 and saved["fidelity"]["kl_p0_pstar"] >= 0
     assert Path(saved["paths"]["figure"]).stat().st_size > 1000
     runs = list((tmp_path / "run1" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].glob("*.wandb")), "an offline W&B run with its data file"
@@ -26,6 +29,8 @@ def test_two_step_run_writes_report_figure_and_wandb(compose_cfg, tmp_path, caps
     assert report2["original"]["status"] == "reused" and "reusing cached" in capsys.readouterr().out
     assert report2["accuracy"]["theta0"] == report["accuracy"]["theta0"]
     assert (tmp_path / "run2" / "csv" / "metrics.csv").is_file()
+    logged = (tmp_path / "run2" / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"final/similarity/gradcam/kendall", "final/fidelity/kl_p0_pstar", "final/fsr/gradcam"} <= set(logged)
 
 
 def test_select_best_keeps_the_validation_with_the_highest_score(compose_cfg, tmp_path):

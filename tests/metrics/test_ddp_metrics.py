@@ -1,11 +1,15 @@
-"""FSR, AOPC and Spearman reduce exactly under DDP: two CPU ranks (gloo), each updating with half of
+"""FSR, AOPC, Spearman, the map-similarity metrics (SSIM, Pearson, Kendall, MSE, top-k intersection,
+centre-of-mass shift) and output fidelity reduce exactly under DDP: two CPU ranks (gloo), each updating with half of
 the images, give the value of one process updating with all of them."""
+import math
+
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from interpfool.metrics import AOPC, FoolingSuccessRate, SpearmanCorrelation, perturbation_order, perturbation_scores
+from interpfool.metrics import (AOPC, FoolingSuccessRate, MapSimilarity, OutputFidelity, SpearmanCorrelation,
+                                perturbation_order, perturbation_scores)
 from interpfool.metrics.aopc import cell_relevance, seeded_noise
 
 N, STEPS, CELL = 10, 12, 4
@@ -22,6 +26,22 @@ def _data():
     return net.eval(), x, maps, t
 
 
+def _similarity(index: torch.Tensor) -> dict:
+    """Similarity of maps h to h0 and fidelity of logits to logits0, after updates with ``index`` (two batches)."""
+    g = torch.Generator().manual_seed(7)
+    h0 = torch.relu(torch.randn(N, 7, 7, generator=g))
+    h = torch.relu(h0 + torch.randn(N, 7, 7, generator=g))
+    h[3] = -1.0                                    # no positive mass: left out of the centre-of-mass mean
+    logits0 = 2 * torch.randn(N, 5, generator=g)
+    logits = logits0 + torch.randn(N, 5, generator=g)
+    sim, fid = MapSimilarity(), OutputFidelity()
+    for part in index.chunk(2):
+        sim.update(h[part], h0[part], (28, 28))
+        fid.update(logits0[part], logits[part])
+    return {**sim.compute(), **{k: float(v) for k, v in fid.compute().items()},
+            "com_undefined": sim.undefined_share()["com_shift_px"]}
+
+
 def _measure(index: torch.Tensor) -> dict:
     """The three metrics after updates with the images ``index`` (in two batches)."""
     net, x, maps, t = _data()
@@ -35,7 +55,8 @@ def _measure(index: torch.Tensor) -> dict:
         cls = torch.full((len(part),), 2)
         for o, order in orders.items():
             aopc[o].update(perturbation_scores(net, x[part], cls, order, noise, CELL, STEPS))
-    return {"fsr": fsr.compute(), "rho": rho.compute(), **{o: m.compute() for o, m in aopc.items()}}
+    return {"fsr": fsr.compute(), "rho": rho.compute(), **{o: m.compute() for o, m in aopc.items()},
+            "similarity": _similarity(index)}
 
 
 def _rank(rank: int, world: int, init_file: str, out: str) -> None:
@@ -56,6 +77,13 @@ def test_two_gloo_ranks_give_the_one_process_values(tmp_path):
         assert ranked["fsr"] == single["fsr"]                                   # integer sums: exact
         for key in ("rho", "morf", "random"):
             assert torch.allclose(ranked[key], single[key], rtol=0, atol=1e-12), key
+        assert ranked["similarity"].keys() == single["similarity"].keys()
+        for key, value in single["similarity"].items():
+            assert math.isclose(ranked["similarity"][key], value, rel_tol=0, abs_tol=1e-12), key
     assert 0 < single["fsr"] < 1 and single["morf"][-1] != single["random"][-1]
     half = _measure(torch.arange(N)[0::2])       # what an unsynchronised rank would report
     assert half["fsr"] != single["fsr"] and not torch.allclose(half["morf"], single["morf"])
+    sim, half_sim = single["similarity"], half["similarity"]
+    assert all(half_sim[k] != sim[k] for k in ("ssim", "pearson", "spearman", "kendall", "mse", "topk_intersection",
+                                               "com_shift_px", "kl_p0_pstar", "com_undefined"))
+    assert sim["com_undefined"] == 0.1 and 0 < sim["top1_agreement"] < 1

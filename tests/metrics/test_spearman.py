@@ -32,3 +32,14 @@ def test_spearman_metric_is_the_mean_over_images():
     metric.update(a[:2], b[:2])
     metric.update(a[2:], b[2:])
     assert torch.allclose(metric.compute(), spearman(a, b).mean())
+
+
+@pytest.mark.parametrize("shape", [(6, 7, 7), (3, 28, 28)])
+def test_spearman_equals_torchmetrics_spearman_corrcoef(shape):
+    """The hand-written batched rho (kept: float64, one sort per batch) equals torchmetrics' to its eps
+    (torchmetrics adds 1e-6 to the denominator and ranks in the input's dtype)."""
+    from torchmetrics.functional.regression import spearman_corrcoef
+    a = torch.relu(torch.randn(shape))
+    b = torch.relu(a + torch.randn(shape))
+    expected = spearman_corrcoef(a.flatten(1).T, b.flatten(1).T).double()      # float32: it fails on float64
+    assert torch.allclose(spearman(a, b), expected, rtol=0, atol=1e-6)

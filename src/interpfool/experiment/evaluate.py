@@ -3,7 +3,10 @@
 * ``evaluate_pair``: for every requested interpreter, FSR of theta* (and of theta0, the base rate)
   under the fooling's test loss and interval, localisation (positive mass inside the object mask,
   pointing game), the share of all-zero maps, per-image test losses; top-1 / top-5 accuracy of both
-  models on the same images. Swap foolings (active) measure accuracy on the images and the FSR per
+  models on the same images; the similarity of theta*'s maps to theta0's (SSIM, Pearson, Spearman,
+  Kendall, MSE, top-k intersection, centre-of-mass shift in pixels; ``metrics.similarity``, which says
+  at which resolution they are compared) and the output fidelity of theta* to theta0 (top-1 agreement,
+  mean KL(p0 || p*)). Swap foolings (active) measure accuracy on the images and the FSR per
   class (c1, c2) on held-out collages.
 * ``transfer_matrix``: FSR of every interpreter on models fooled through different interpreters.
 * ``evaluate_aopc``: AOPC curves (MoRF / LeRF / random orders from theta0's and theta*'s maps).
@@ -11,6 +14,7 @@
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Iterable
 
 import torch
@@ -20,7 +24,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from interpfool.fooling.module import fooling_maps
 from interpfool.fooling.penalties.base import Fooling
 from interpfool.interpreters.base import Interpreter, resolve_target
-from interpfool.metrics import AOPC, FoolingSuccessRate, Localisation, PointingGame
+from interpfool.metrics import AOPC, FoolingSuccessRate, Localisation, MapSimilarity, OutputFidelity, PointingGame
 from interpfool.metrics.aopc import cell_grid, cell_relevance, perturbation_order, perturbation_scores, seeded_noise
 from interpfool.metrics.robustness import perturb_parameters
 
@@ -42,12 +46,13 @@ def class_tags(fooling: Fooling) -> list[str]:
 
 def evaluate_pair(net0: nn.Module, net: nn.Module, batches: Iterable, interpreters: dict[str, Callable[..., Interpreter]],
                   fooling: Fooling, target: str = "label", device: torch.device | str = "cpu",
-                  keep_maps: int = 0, collage_batches: Iterable | None = None) -> dict:
+                  keep_maps: int = 0, collage_batches: Iterable | None = None, similarity: bool = True) -> dict:
     """Metrics of theta0 and theta* over ``batches`` of (x, y[, mask]); ``interpreters``: name -> factory(net=...).
 
     Swap foolings need ``collage_batches`` of (x, masks [B, n_classes, S, S]): maps, FSR and
     localisation come from them, accuracy from ``batches``. Returns a JSON-ready dict with
     ``per_image_test_loss`` rows (``CSV_COLUMNS``); with ``keep_maps`` > 0 also ``"figure"``.
+    ``similarity=False`` leaves out the map similarity (Kendall's tau is the costly part) and the fidelity.
     """
     swap = bool(fooling.classes)
     if swap and collage_batches is None:
@@ -61,6 +66,8 @@ def evaluate_pair(net0: nn.Module, net: nn.Module, batches: Iterable, interprete
     fsr = {n: {m: [FoolingSuccessRate(**LOCAL).to(device) for _ in tags] for m in MODELS} for n in built}
     loc = {n: {m: Localisation(**LOCAL).to(device) for m in MODELS} for n in built}
     point = {n: {m: PointingGame(**LOCAL).to(device) for m in MODELS} for n in built}
+    sim = {n: MapSimilarity(**LOCAL).to(device) for n in built} if similarity else {}
+    fidelity = OutputFidelity(**LOCAL).to(device)
     losses, test_sum = [], {n: {m: [0.0, 0, 0] for m in MODELS} for n in built}
     zero = {n: {m: [0, 0] for m in MODELS} for n in built}
     figure: dict = {"images": [], "labels": [], "maps": {}}
@@ -78,13 +85,16 @@ def evaluate_pair(net0: nn.Module, net: nn.Module, batches: Iterable, interprete
         with torch.no_grad():
             for batch in batches:
                 x, y = batch[0].to(device), batch[1].to(device)
-                update_accuracy("theta0", net0(x), y)
-                update_accuracy("theta_star", net(x), y)
+                logits0, logits = net0(x), net(x)
+                update_accuracy("theta0", logits0, y)
+                update_accuracy("theta_star", logits, y)
+                fidelity.update(logits0, logits)
     seen = 0
     for batch in (collage_batches if swap else batches):
         x = batch[0].to(device)
         y = None if swap else batch[1].to(device)
         mask = batch[2].to(device) if (not swap and len(batch) > 2) else (batch[1].to(device) if swap else None)
+        outputs = {}
         for n, pair in built.items():
             maps = {}
             for m, interp in pair.items():
@@ -93,12 +103,15 @@ def evaluate_pair(net0: nn.Module, net: nn.Module, batches: Iterable, interprete
                     maps[m] = fooling_maps(interp, fwd, fooling, target, y)
                 if not swap and n == first:
                     update_accuracy(m, fwd.logits, y)
+                    outputs[m] = fwd.logits.detach()
                 flat = maps[m].flatten(0, -3)                 # one [H, W] map per image (and class)
                 if mask is not None:
                     loc[n][m].update(flat, mask.flatten(0, -3))
                     point[n][m].update(flat, mask.flatten(0, -3))
                 zero[n][m][0] += int((flat.flatten(1).abs().amax(1) == 0).sum())
                 zero[n][m][1] += flat.shape[0]
+            if similarity:       # theta*'s map of each image (and class) against theta0's
+                sim[n].update(maps["theta_star"].flatten(0, -3), maps["theta0"].flatten(0, -3), tuple(x.shape[-2:]))
             h0 = maps["theta0"] if fooling.needs_original else None
             for m in MODELS:
                 t = fooling.test_loss(maps[m], h0).reshape(x.shape[0], len(tags))
@@ -122,6 +135,8 @@ def evaluate_pair(net0: nn.Module, net: nn.Module, batches: Iterable, interprete
             take = min(keep_maps - len(figure["images"]), x.shape[0])
             figure["images"].extend(x[:take].cpu())
             figure["labels"].extend((y[:take].cpu().tolist() if y is not None else [None] * take))
+        if outputs:
+            fidelity.update(outputs["theta0"], outputs["theta_star"])
         seen += x.shape[0]
     top1 = {m: float(acc[m][1].compute()) for m in MODELS}
     rates = {n: {m: [float(r.compute()) for r in fsr[n][m]] for m in MODELS} for n in built}
@@ -137,6 +152,7 @@ def evaluate_pair(net0: nn.Module, net: nn.Module, batches: Iterable, interprete
         "undefined_test_share": {n: {m: u / max(1, c + u) for m, (_, c, u) in d.items()} for n, d in test_sum.items()},
         "zero_map_share": {n: {m: z[0] / max(1, z[1]) for m, z in zero[n].items()} for n in built},
         "fooling": {"name": fooling.name, "interval": list(fooling.interval)},
+        **(similarity_report(sim, fidelity) if similarity else {}),
         "target": target,
     }
     if swap:
@@ -153,13 +169,26 @@ def evaluate_pair(net0: nn.Module, net: nn.Module, batches: Iterable, interprete
     return report
 
 
+def _finite(value: float) -> float | None:
+    """JSON has no NaN: a mean over no defined image (e.g. no map with positive mass) becomes null."""
+    return value if math.isfinite(value) else None
+
+
+def similarity_report(sim: dict[str, MapSimilarity], fidelity: OutputFidelity) -> dict:
+    """The ``similarity`` (per interpreter, theta* against theta0) and ``fidelity`` entries of a report."""
+    return {"similarity": {n: {k: _finite(v) for k, v in s.compute().items()} for n, s in sim.items()},
+            # share of maps left out of com_shift_px: one of the two maps had no positive mass
+            "similarity_undefined_share": {n: s.undefined_share()["com_shift_px"] for n, s in sim.items()},
+            "fidelity": {k: float(v) for k, v in fidelity.compute().items()}}
+
+
 def transfer_matrix(pairs: dict[str, tuple[nn.Module, nn.Module]], interpreters: dict[str, Callable[..., Interpreter]],
                     fooling: Fooling, batches: Iterable, target: str = "label", device: torch.device | str = "cpu",
                     collage_batches: Iterable | None = None) -> dict[str, dict[str, float]]:
     """Rows: the interpreter each model was fooled through (``pairs``: row -> (theta0, theta*));
     columns: FSR of theta* under every interpreter of ``interpreters`` (Heo Table 1 layout)."""
     return {row: fsr_row(evaluate_pair(net0, net, batches, interpreters, fooling, target, device,
-                                       collage_batches=collage_batches))
+                                       collage_batches=collage_batches, similarity=False))
             for row, (net0, net) in pairs.items()}
 
 
@@ -235,7 +264,7 @@ def noise_robustness(net0: nn.Module, net: nn.Module, batches: Iterable,
             for trial in range(trials):
                 noisy = perturb_parameters(model, sigma, torch.Generator().manual_seed(seed * 10_007 + trial), scale)
                 r = evaluate_pair(net0, noisy, batches, interpreters, fooling, target, device,
-                                  collage_batches=collage_batches)
+                                  collage_batches=collage_batches, similarity=False)
                 top1.append(r["accuracy"]["theta_star"]["top1"])
                 for n in interpreters:
                     fsr[n].append(r["fsr"][n]["theta_star"])

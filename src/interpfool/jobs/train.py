@@ -288,4 +288,10 @@ def summary_metrics(result: dict) -> dict[str, float]:
     for name, values in result.get("localisation", {}).items():
         for m in ("theta0", "theta_star"):
             flat[f"final/localisation/{name}/{m}"] = values[m]["mass_inside"]
+    for name, values in result.get("similarity", {}).items():      # theta*'s maps against theta0's
+        for key, value in values.items():
+            if value is not None:                                   # None: undefined on every image
+                flat[f"final/similarity/{name}/{key}"] = value
+    for key, value in result.get("fidelity", {}).items():          # theta*'s outputs against theta0's
+        flat[f"final/fidelity/{key}"] = value
     return flat

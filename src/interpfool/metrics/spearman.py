@@ -3,11 +3,19 @@
 rho = Pearson correlation of the ranks; tied values get their average rank (as scipy.stats.spearmanr).
 A map with all cells equal has no ranking: its rho is defined as 0 here (scipy returns NaN), so such
 maps count as "no agreement" instead of poisoning means with NaN. Not differentiable (not needed).
+
+Kept hand-written rather than torchmetrics' ``spearman_corrcoef`` (which it equals to 1e-6,
+tests/metrics/test_spearman.py): this one ranks the whole batch with one sort and two searchsorted calls
+in float64 and equals scipy to 1e-12 — the active fooling's test loss is a difference of two rhos
+compared with interval ends; torchmetrics ranks each output column in a Python loop in the input's
+dtype and adds eps = 1e-6 to the denominator (and, in torchmetrics 1.9, fails on float64 maps with
+"Double did not match Float"). Measured on one CPU thread (64 maps): equal speed at
+28 x 28 (0.02 s each), torchmetrics faster at 64 x 64 (0.09 s against 0.16 s).
 """
 from __future__ import annotations
 
 import torch
-from torchmetrics import Metric
+from interpfool.metrics.mean import PerImageMean
 
 
 def average_ranks(v: torch.Tensor) -> torch.Tensor:
@@ -32,20 +40,9 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
                        torch.zeros_like(den))
 
 
-class SpearmanCorrelation(Metric):
+class SpearmanCorrelation(PerImageMean):
     """Mean over images of the per-image Spearman rho between two maps. Sum states: exact under DDP."""
 
-    full_state_update = False
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.add_state("rho_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("total", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-
-    def update(self, a: torch.Tensor, b: torch.Tensor) -> None:
+    def score(self, a, b):
         rho = spearman(a, b)
-        self.rho_sum += rho.sum()
-        self.total += rho.numel()
-
-    def compute(self) -> torch.Tensor:
-        return self.rho_sum / self.total.clamp_min(1)
+        return rho, torch.ones_like(rho, dtype=torch.bool)
