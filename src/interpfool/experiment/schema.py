@@ -470,6 +470,14 @@ class LermaConfig:
 
 
 @dataclass
+class RecordMapsConfig:
+    """``record_maps``: maps of fixed validation images recorded while theta0 trains and while it is fooled."""
+    every: int = integer(0, ge=0)               # optimizer steps between recordings; 0 = off
+    images: int = integer(8, ge=1)              # the first N images of the validation split
+    interpreter: Optional[str] = None           # a registered interpreter; null = the run's interpreter
+
+
+@dataclass
 class TrainConfig:
     """``config.yaml``: the fooling job (and the lerma job)."""
     model: Any = None
@@ -490,6 +498,7 @@ class TrainConfig:
     backends: BackendsConfig = field(default_factory=BackendsConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    record_maps: RecordMapsConfig = field(default_factory=RecordMapsConfig)
     lerma: Optional[LermaConfig] = None
     cells: Optional[Dict[str, Any]] = None      # per-cell lr / lambda tables of a sweep (sweeps/table4_cells.yaml)
 
