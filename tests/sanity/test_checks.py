@@ -76,4 +76,4 @@ def test_pred_target_is_the_unrandomised_prediction(trained):
     b = randomisation_test(net, {"gradcam": INTERPS["gradcam"]}, x, pred, keep_maps=8)
     assert torch.equal(a["maps"]["gradcam"], b["maps"]["gradcam"])
     with pytest.raises(ValueError, match="allowed"):
-        randomisation_test(net, {}, x, y_bad := "label")  # noqa: F841
+        randomisation_test(net, {}, x, "label")
