@@ -205,8 +205,10 @@ def _reused(net: nn.Module, path: Path) -> tuple[nn.Module, dict]:
     return net, {"status": "reused", "path": str(path)}
 
 
-def obtain_original(cfg: DictConfig, built: Built, accelerator: str) -> tuple[nn.Module, dict]:
+def obtain_original(cfg: DictConfig, built: Built, accelerator: str,
+                    callbacks: tuple[L.Callback, ...] = ()) -> tuple[nn.Module, dict]:
     """theta0: pretrained / given weights as built, else the cached trained original, else train and cache it.
+    ``callbacks``: extra callbacks of theta0's training (e.g. ``record_maps``), used only when it trains here.
     A cached file that cannot be used is retrained and replaced (never half-loaded); under torchrun / SLURM
     rank 0 does that and the other ranks wait for the new file."""
     net = built.net
@@ -240,7 +242,7 @@ def obtain_original(cfg: DictConfig, built: Built, accelerator: str) -> tuple[nn
     trainer = L.Trainer(max_epochs=cfg.original.epochs, accelerator=accelerator, devices=1, logger=False,
                         deterministic=cfg.trainer.get("deterministic", False), enable_checkpointing=False,
                         enable_model_summary=False,
-                        callbacks=[RunProgressBar("theta0"), Theta0Estimate(cfg.original.epochs)],
+                        callbacks=[RunProgressBar("theta0"), Theta0Estimate(cfg.original.epochs), *callbacks],
                         check_val_every_n_epoch=cfg.original.epochs)
     trainer.fit(ClassifierModule(net, lr=cfg.original.lr, weight_decay=cfg.original.weight_decay, seed=seed),
                 loader, val)

@@ -87,6 +87,7 @@ SELECT_WEIGHTS = ("best", "last")
 ROBUSTNESS_SCALES = ("relative", "absolute")
 LERMA_WEIGHTS = ("original", "random")
 LERMA_SHIFT_DTYPES = ("float64", "model")
+SANITY_MODES = ("both", "cascading", "independent")
 
 
 # -- model -------------------------------------------------------------------------------------------------------
@@ -437,6 +438,19 @@ class RobustnessConfig:
 
 
 @dataclass
+class SanityConfig:
+    """``eval.sanity``: the parameter-randomisation sanity checks (Adebayo et al. 2018) of theta0 and theta*."""
+    enabled: bool = False
+    mode: str = choice("both", SANITY_MODES)
+    images: int = integer(32, ge=1)
+    interpreters: List[str] = interpreter_names(["gradcam", "gradcampp", "simpleg", "gradinput", "smoothgrad",
+                                                 "ig", "lrpT"])
+    control: bool = True                        # the edge detector of the input: the check's negative control
+    seed: int = integer(0, ge=0)
+    figure_images: int = integer(2, ge=0)
+
+
+@dataclass
 class EvalConfig:
     split: str = choice("auto", ("auto", *SPLITS))
     interpreters: List[str] = interpreter_names(["gradcam"])
@@ -445,10 +459,11 @@ class EvalConfig:
 
 @dataclass
 class EvalSuiteConfig(EvalConfig):
-    """``eval.py``'s ``eval``: the training config's plus AOPC and parameter-noise robustness."""
+    """``eval.py``'s ``eval``: the training config's plus AOPC, parameter-noise robustness and sanity checks."""
     split: str = choice("val", SPLITS)
     aopc: AOPCConfig = field(default_factory=AOPCConfig)
     robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
+    sanity: SanityConfig = field(default_factory=SanityConfig)
 
 
 @dataclass
@@ -467,6 +482,14 @@ class LermaConfig:
     interp_kwargs: Dict[str, Any] = field(default_factory=dict)
     corner_threshold: float = num(0.9, gt=0, le=1)
     float64_post: bool = True
+
+
+@dataclass
+class RecordMapsConfig:
+    """``record_maps``: maps of fixed validation images recorded while theta0 trains and while it is fooled."""
+    every: int = integer(0, ge=0)               # optimizer steps between recordings; 0 = off
+    images: int = integer(8, ge=1)              # the first N images of the validation split
+    interpreter: Optional[str] = None           # a registered interpreter; null = the run's interpreter
 
 
 @dataclass
@@ -490,6 +513,7 @@ class TrainConfig:
     backends: BackendsConfig = field(default_factory=BackendsConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    record_maps: RecordMapsConfig = field(default_factory=RecordMapsConfig)
     lerma: Optional[LermaConfig] = None
     cells: Optional[Dict[str, Any]] = None      # per-cell lr / lambda tables of a sweep (sweeps/table4_cells.yaml)
 

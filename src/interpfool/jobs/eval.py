@@ -178,12 +178,34 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt: Any, out_dir: Path, argv: list[st
                                                 rob_cfg.scale, ccfg.target, device=device, collage_batches=collages)
         images["robustness"] = save_robustness_curves(report["robustness"], out_dir / "robustness.png", title)
         report["paths"]["robustness"] = str(images["robustness"])
+    if cfg.eval.sanity.enabled:          # Adebayo et al. 2018: randomisation of theta0's and theta*'s parameters
+        report["sanity"] = sanity_checks(cfg.eval.sanity, ccfg, built, {"theta0": net0, "theta_star": net}, loader,
+                                         out_dir, device, title)
+        images.update({f"sanity_{k}": v for k, v in report["sanity"]["paths"].items()})
+        report["paths"]["sanity"] = str(out_dir / "sanity.json")
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
     if logger is not None:
         flat = {f"{prefix}final/aopc/{m}/{o}": v for m, d in report.get("aopc", {}).get("aopc", {}).items()
                 for o, v in d.items()}
         log_summary(logger, flat, {prefix + k: v for k, v in images.items()})
     return report
+
+
+def sanity_checks(scfg: DictConfig, ccfg: DictConfig, built: Built, nets: dict, loader, out_dir: Path, device,
+                  title: str) -> dict:
+    """``eval.sanity``: the randomisation tests of ``sanity.study`` on the first ``images`` of the split."""
+    from interpfool.sanity import study
+    interps = {n: _factory(built, n, "eval.sanity.interpreters") for n in scfg.interpreters}
+    x, y = study.first_images(loader, int(scfg.images))
+    modes = ("cascading", "independent") if scfg.mode == "both" else (str(scfg.mode),)
+    target = y if ccfg.target == "label" else "pred"
+    summary, maps = study.run_study({k: v.to(device) for k, v in nets.items()}, interps, x, target, modes=modes,
+                                    seed=int(scfg.seed), batch_size=int(ccfg.data.get("eval_batch_size", 64)),
+                                    keep_maps=int(scfg.figure_images), control=bool(scfg.control))
+    shown = built.data.denormalize(x[: int(scfg.figure_images)])
+    info = {"images": int(x.shape[0]), "split": ccfg.eval.split, "target": ccfg.target, "seed": int(scfg.seed),
+            "interpreters": list(interps)}
+    return study.write(summary, maps, shown, out_dir, title, info)
 
 
 def run_eval(cfg: DictConfig, out_dir: Path, argv: list[str]) -> dict:

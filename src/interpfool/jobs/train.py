@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from interpfool.experiment import distributed as dist_env
+from interpfool.experiment import record_maps
 from interpfool.experiment.build import Built, checked_build, eval_loaders, fit_loaders
 from interpfool.experiment.callbacks import StopOnNonFiniteLoss
 from interpfool.experiment.cli import BadInput, reason
@@ -155,11 +156,16 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict | None
     if ckpt:
         check_checkpoint(ckpt, built.net, _ckpt_named(cfg.get("ckpt_path"), ckpt))
     select = selection(cfg)
+    try:   # record_maps.every > 0: maps of the first val images over theta0's training and over the fooling
+        recorders = {name: record_maps.from_config(cfg, built, run_dir, name) for name in ("theta0", "fooling")}
+    except ValueError as err:
+        raise BadInput(str(err)) from None
     run_dir.mkdir(parents=True, exist_ok=True)
     accelerator = cfg.trainer.get("accelerator", "cpu")
     if dist_env.is_rank_zero():
         announce(describe(cfg, built, run_dir, original_source(cfg), accelerator))
-    net0, original_info = obtain_original(cfg, built, accelerator)
+    net0, original_info = obtain_original(cfg, built, accelerator,
+                                          callbacks=(recorders["theta0"],) if recorders["theta0"] else ())
     fooled = copy.deepcopy(net0)
     module = FoolingModule(fooled, built.interp, built.fooling, lam=float(cfg.fooling.lam), lr=float(cfg.fooling.lr),
                            target=cfg.target, interp_name=built.interp_name, max_top1_drop=select["max_top1_drop"],
@@ -174,6 +180,10 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict | None
                      # last.ckpt every N steps, written atomically (SameFolderCheckpointIO)
                      ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=int(cfg.get("checkpoint_every", 200)),
                                      save_last=True, save_top_k=0, enable_version_counter=False)]
+        if recorders["fooling"]:
+            callbacks.insert(2, recorders["fooling"])
+        if recorders["theta0"] and dist_env.is_rank_zero():
+            recorders["theta0"].flush_to(logger)   # theta0 trained before the logger existed
         if select["weights"] == "best":   # best.ckpt: highest val/select_score (FSR within the accuracy budget)
             callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/select_score",
                                              mode="max", save_top_k=1, save_last=False, enable_version_counter=False))
@@ -205,6 +215,9 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict | None
         report.update({"original": original_info, "fooling_seconds": fit_seconds, "run_name": run_name,
                        "steps": int(trainer.global_step), "selected": selected,
                        "original_map_cache_images": module.original_cache})
+        recorded = {name: r.info() for name, r in recorders.items() if r and r.steps}
+        if recorded:
+            report["record_maps"] = recorded
         atomic_write_text(json.dumps(report, indent=2), run_dir / "report.json")   # a resumed run's old one survives
         wandb_dir = wandb_run_dir(logger)
     finally:
