@@ -60,6 +60,11 @@ def interpreter_names(default: list | None, *, nullable: bool = False) -> Any:
                  metadata={"kind": "interpreters", "nullable": nullable})
 
 
+def defense_specs(default: list) -> Any:
+    """A list of explanation-time defense specs ``name[:value]`` (``interpfool.defenses.parse``)."""
+    return field(default_factory=lambda: list(default), metadata={"kind": "defenses", "nullable": False})
+
+
 # The choices, spelled where the code that reads them defines them (imported lazily by validate would hide a typo
 # until a run: these are checked against the code's own constants in tests/experiment/test_schema.py).
 SCORES = ("logit", "prob")
@@ -449,6 +454,7 @@ class EvalSuiteConfig(EvalConfig):
     split: str = choice("val", SPLITS)
     aopc: AOPCConfig = field(default_factory=AOPCConfig)
     robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
+    defenses: List[str] = defense_specs([])     # explanation-time defenses of the fooled interpreter
 
 
 @dataclass
