@@ -117,6 +117,7 @@ def configs():
     """(config name, group overrides, the keys this config covers) for the default and every group option."""
     yield "config", [], None
     yield "eval", [], None
+    yield "audit", [], "audit."
     for group in schema.GROUP_SCHEMAS:
         for option in cli.group_options(group):
             yield "config", [f"{group}={option}", *COMPANIONS.get((group, option), [])], group + "."

@@ -508,6 +508,35 @@ class EvalRunConfig(TrainConfig):
     eval: EvalSuiteConfig = field(default_factory=EvalSuiteConfig)
 
 
+@dataclass
+class AuditThresholds:
+    """Flags of the audit (``jobs/audit.py``), fixed before its calibration (docs/audit.md)."""
+    uniform_logit_share: float = num(0.5, gt=0, lt=1)    # class-uniform share of the logit variance above
+    pre_post_spearman: float = num(0.5, ge=-1, le=1)     # logit-map vs prob-map rank agreement below
+    class_spearman: float = num(0.95, ge=-1, le=1)       # top-1 vs top-2 class map agreement above
+    fsr_gain: float = num(0.5, ge=0, le=1)               # FSR against the reference minus its own base rate above
+    top1_agreement: float = num(0.9, ge=0, le=1)         # outputs agree at least this much ...
+    map_spearman: float = num(0.5, ge=-1, le=1)          # ... while the maps agree less than this
+
+
+@dataclass
+class AuditConfig:
+    """``python eval.py audit``: evidence of manipulation on one model, optionally against a reference."""
+    reference: Optional[str] = None             # null | original (the cached theta0 of the run's config) | a state dict
+    interpreter: str = "gradcam"                # a registered interpreter (checked when the audit builds it)
+    images: int = integer(200, ge=1)
+    presoftmax_k: Optional[float] = num(None, nullable=True)   # audit the model with a Lerma & Lucas shift applied
+    presoftmax_position: List[int] = integers([0, 0], ge=0, length=2)
+    aopc: AOPCConfig = field(default_factory=lambda: AOPCConfig(images=100))
+    thresholds: AuditThresholds = field(default_factory=AuditThresholds)
+
+
+@dataclass
+class AuditRunConfig(EvalRunConfig):
+    """``audit.yaml``: the eval config plus the audit's settings."""
+    audit: AuditConfig = field(default_factory=AuditConfig)
+
+
 GROUP_SCHEMAS = {
     "model": {"small_vgg": SmallVGGConfig, "small_resnet": SmallResNetConfig, "small_densenet": SmallDenseNetConfig,
               "vgg19": ModelConfig, "resnet50": ModelConfig, "densenet121": ModelConfig},
@@ -554,6 +583,7 @@ def register() -> None:
     cs = ConfigStore.instance()
     cs.store(group="schema", name="train", node=TrainConfig)
     cs.store(group="schema", name="eval", node=EvalRunConfig)
+    cs.store(group="schema", name="audit", node=AuditRunConfig)
     for group, options in GROUP_SCHEMAS.items():
         for option, node in options.items():
             cs.store(group=group, name=f"schema_{option}", node=node)
