@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from interpfool import interpreters, models
-from interpfool.defenses import (NoiseAveraged, OtherLayer, OtherScore, PathAveraged, defend, earlier_layer,
-                                 parse)
+from interpfool.defenses import (NoiseAveraged, OtherLayer, OtherScore, PathAveraged, SoftplusMaps, defend,
+                                 earlier_layer, parse)
+from interpfool.models.softplus import softplus_copy
 from interpfool.experiment.build import interp_factory
 from interpfool.interpreters.base import normalize_map
 
@@ -121,3 +122,15 @@ def test_no_defense_changes_a_parameter_or_its_grad(spec):
     for k, v in net.state_dict().items():
         assert torch.equal(v, before[k]), k
     assert all(torch.equal(p.grad, torch.ones_like(p)) for p in net.parameters())
+
+
+def test_softplus_defense_is_the_method_on_the_smooth_copy_and_tends_to_the_relu_map():
+    net, x = _net(), _x()
+    got = SoftplusMaps(net, interp_factory("gradcam"), beta=3.0)(x, "pred")
+    cls = net(x).argmax(1)                       # the class of the unchanged model
+    want = interpreters.build("gradcam", softplus_copy(net, 3.0))(x, cls)
+    torch.testing.assert_close(got, want)
+    relu = interpreters.build("gradcam", net)(x, "pred")
+    errors = [float((SoftplusMaps(net, interp_factory("gradcam"), beta=b)(x, "pred") - relu).abs().mean())
+              for b in (3.0, 30.0, 1e4)]
+    assert errors[0] > 1e-2 and errors[2] < errors[1] < errors[0] and errors[2] < errors[0] / 20

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from interpfool.defenses.wrapped import DefendedInterpreter, InterpreterFactory
+from interpfool.models.softplus import softplus_copy
 
 
 class SoftplusMaps(DefendedInterpreter):
@@ -17,7 +18,6 @@ class SoftplusMaps(DefendedInterpreter):
         super().__init__(net, factory)
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta > 0:
             raise ValueError(f"defense softplus: beta={beta!r}; allowed: a number > 0")
-        from interpfool.models.softplus import softplus_copy   # helper A's module (merge pending)
         self.beta = float(beta)
         self.smooth = factory(net=softplus_copy(net, self.beta))   # the same method on the smooth copy
         self.name = f"{self.inner.name}+softplus{self.beta:g}"
