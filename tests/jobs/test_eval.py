@@ -162,3 +162,15 @@ def test_eval_defenses_report_fsr_before_and_after_and_aopc_on_theta0(runs, tmp_
         assert 0.0 <= r["fsr_theta_star"] <= 1.0 and r["aopc_theta0_morf"] == r["aopc_theta0_morf"]
     # AOPC of the undefended map on theta0 is the suite's own (same settings)
     assert rows["none"]["aopc_theta0_morf"] == pytest.approx(saved["aopc"]["aopc"]["theta0"]["morf_h0"])
+
+
+def test_train_py_reports_defenses_without_aopc(runs, tmp_path):
+    cfg = _compose("config", TINY + [f"cache_dir={runs['cache']}", "logger=csv", "experiment=synthetic_topk",
+                                     "eval.defenses=[score,noise:2]"])
+    report = run(cfg, tmp_path / "run")
+    rows = report["defenses"]["defenses"]
+    assert list(rows) == ["none", "score", "noise:2"]
+    assert rows["none"]["fsr_theta_star"] == pytest.approx(report["fsr"]["gradcam"]["theta_star"])
+    assert "aopc_theta0_morf" not in rows["score"]      # train.py's config has no eval.aopc
+    saved = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert saved["defenses"] == report["defenses"]

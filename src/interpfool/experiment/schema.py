@@ -446,6 +446,7 @@ class EvalConfig:
     split: str = choice("auto", ("auto", *SPLITS))
     interpreters: List[str] = interpreter_names(["gradcam"])
     figure_images: int = integer(8, ge=0)
+    defenses: List[str] = defense_specs([])     # explanation-time defenses of the fooled interpreter
 
 
 @dataclass
@@ -454,7 +455,6 @@ class EvalSuiteConfig(EvalConfig):
     split: str = choice("val", SPLITS)
     aopc: AOPCConfig = field(default_factory=AOPCConfig)
     robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
-    defenses: List[str] = defense_specs([])     # explanation-time defenses of the fooled interpreter
 
 
 @dataclass

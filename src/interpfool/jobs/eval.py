@@ -25,8 +25,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from interpfool.experiment.cli import BadInput
 from interpfool.experiment.schema import typed
 from interpfool.experiment.distributed import eval_device
-from interpfool.experiment.evaluate import (evaluate_aopc, evaluate_defenses, fsr_row, matrix_markdown,
-                                           noise_robustness)
+from interpfool.experiment.evaluate import evaluate_aopc, fsr_row, matrix_markdown, noise_robustness
 from interpfool.experiment.loggers import finish_logger, log_summary, make_logger, wandb_run_dir
 from interpfool.experiment.original import cached_original_path, seed_all
 from interpfool.experiment.build import Built, checked_build, eval_loaders, interp_factory
@@ -179,18 +178,10 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt: Any, out_dir: Path, argv: list[st
                                                 rob_cfg.scale, ccfg.target, device=device, collage_batches=collages)
         images["robustness"] = save_robustness_curves(report["robustness"], out_dir / "robustness.png", title)
         report["paths"]["robustness"] = str(images["robustness"])
-    if len(cfg.eval.defenses):
-        aopc_kwargs = None if aopc_cfg.images == 0 else dict(
-            cell=aopc_cfg.cell, steps=aopc_cfg.steps, noise_std=float(aopc_cfg.noise_std), seed=aopc_cfg.seed,
-            images=aopc_cfg.images, chunk=aopc_cfg.chunk)
-        report["defenses"] = evaluate_defenses(net0, net, loader, built.interp, built.fooling, list(cfg.eval.defenses),
-                                               ccfg.target, device, collage_batches=collages, aopc=aopc_kwargs)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
     if logger is not None:
         flat = {f"{prefix}final/aopc/{m}/{o}": v for m, d in report.get("aopc", {}).get("aopc", {}).items()
                 for o, v in d.items()}
-        flat.update({f"{prefix}final/defense/{spec}/{k}": v
-                     for spec, row in report.get("defenses", {}).get("defenses", {}).items() for k, v in row.items()})
         log_summary(logger, flat, {prefix + k: v for k, v in images.items()})
     return report
 
