@@ -174,3 +174,15 @@ def test_train_py_reports_defenses_without_aopc(runs, tmp_path):
     assert "aopc_theta0_morf" not in rows["score"]      # train.py's config has no eval.aopc
     saved = json.loads((tmp_path / "run" / "report.json").read_text())
     assert saved["defenses"] == report["defenses"]
+
+
+def test_a_defense_that_does_not_apply_to_the_method_is_recorded_not_run(runs):
+    from interpfool.experiment.build import checked_build
+    from interpfool.experiment.evaluate import evaluate_defenses
+    from interpfool.experiment.build import eval_loaders, interp_factory
+    cfg = _compose("config", TINY + [f"cache_dir={runs['cache']}", "experiment=synthetic_topk"])
+    built = checked_build(cfg)
+    loader, _ = eval_loaders(built.data, "val", built.fooling)
+    out = evaluate_defenses(built.net, built.net, loader, interp_factory("simpleg"), built.fooling, ["layer", "score"])
+    assert list(out["defenses"]) == ["none", "score"]
+    assert "explains the input, not a layer" in out["not_applicable"]["layer"]

@@ -254,9 +254,17 @@ def evaluate_defenses(net0: nn.Module, net: nn.Module, batches: Iterable, interp
     MoRF order from the defended map on theta0, next to the undefended map's and the random order's.
     A defense that undoes the fooling by drawing unfaithful maps shows as an AOPC near the random order's."""
     from interpfool.defenses import defend
-    specs = list(specs)
-    makers = {"none": interp, **{s: defend(interp, s) for s in specs}}
-    out: dict = {"interpreter": interp(net=net0).name, "defenses": {}}
+    makers = {"none": interp}
+    out: dict = {"interpreter": interp(net=net0).name, "defenses": {}, "not_applicable": {}}
+    for spec in specs:
+        try:
+            defend(interp, spec)(net=net0)        # e.g. ``layer`` on an input-level method
+        except ValueError as err:
+            out["not_applicable"][spec] = str(err)
+            print(f"defense {spec} not applicable to {out['interpreter']}: {err}")
+            continue
+        makers[spec] = defend(interp, spec)
+    specs = [s for s in makers if s != "none"]
     for spec, make in makers.items():
         r = evaluate_pair(net0, net, batches, {spec: make}, fooling, target, device, collage_batches=collage_batches)
         row = {"fsr_theta_star": r["fsr"][spec]["theta_star"], "fsr_theta0": r["fsr"][spec]["theta0"],
