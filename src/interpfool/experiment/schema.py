@@ -546,7 +546,8 @@ GROUP_SCHEMAS = {
                 "active": ActiveFoolingConfig},
     "interp": {"gradcam": LayerInterpConfig, "gradcam_pos": LayerInterpConfig, "gradcampp": GradCAMPlusPlusConfig,
                "simpleg": InterpConfig, "simplegT": LayerInterpConfig, "gradinput": InterpConfig, "ig": IGConfig,
-               "smoothgrad": SmoothGradConfig, "rsigradcam": RSIGradCAMConfig, "lrp": LRPConfig, "lrpT": LRPTConfig},
+               "smoothgrad": SmoothGradConfig, "smoothgrad_fast": SmoothGradConfig, "ig_fast": IGConfig,
+               "rsigradcam": RSIGradCAMConfig, "lrp": LRPConfig, "lrpT": LRPTConfig},
     "trainer": {"cpu": TrainerConfig, "gpu": TrainerConfig, "ddp": TrainerConfig},
     "logger": {"csv": LoggerConfig, "wandb": WandbLoggerConfig},
 }
