@@ -42,7 +42,7 @@ def test_audit_against_the_original_writes_evidence_flags_and_verdict(fooled, tm
     assert saved["verdict"] == result["verdict"] and saved["images"] == 16
     ev = saved["evidence"]
     for key in ("uniform_logit_share", "pre_post_spearman", "class_spearman", "aopc_morf", "aopc_random",
-                "map_spearman", "top1_agreement", "kl_ref_model", "uniform_logit_share_reference"):
+                "map_spearman", "top1_agreement", "kl_ref_model", "reference"):
         assert key in ev, key
     assert set(ev["fsr"]) == {"location", "topk", "center_mass"}
     assert set(saved["flags"]) == {"hidden_logit_shift", "pre_post_disagree", "class_independent_maps",
@@ -62,7 +62,11 @@ def test_the_original_against_itself_agrees_exactly(fooled, tmp_path):
     assert ev["top1_agreement"] == 1.0 and ev["kl_ref_model"] == pytest.approx(0.0, abs=1e-12)
     assert ev["map_spearman"] == pytest.approx(1.0)
     assert all(ev["fsr"][k] == ev["fsr_reference"][k] for k in ev["fsr"])
-    assert ev_ref["uniform_logit_share_reference"] != ev["uniform_logit_share_reference"]
+    assert ev_ref["reference"]["uniform_logit_share"] != ev["reference"]["uniform_logit_share"]
+    assert ev["reference"]["pre_post_spearman"] == pytest.approx(ev["pre_post_spearman"])
+    assert not any(v for k, v in run_audit(_compose("audit", argv), tmp_path / "c", argv)["flags"].items()
+                   if k in ("hidden_logit_shift", "pre_post_disagree", "class_independent_maps",
+                            "fooled_against_reference", "outputs_agree_maps_do_not"))
 
 
 def test_a_lerma_shifted_model_raises_the_hidden_logit_shift_flag(fooled, tmp_path):

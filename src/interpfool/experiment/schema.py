@@ -510,10 +510,12 @@ class EvalRunConfig(TrainConfig):
 
 @dataclass
 class AuditThresholds:
-    """Flags of the audit (``jobs/audit.py``), fixed before its calibration (docs/audit.md)."""
-    uniform_logit_share: float = num(0.5, gt=0, lt=1)    # class-uniform share of the logit variance above
-    pre_post_spearman: float = num(0.5, ge=-1, le=1)     # logit-map vs prob-map rank agreement below
-    class_spearman: float = num(0.95, ge=-1, le=1)       # top-1 vs top-2 class map agreement above
+    """Flags of the audit (``jobs/audit.py``; conf/audit.yaml says what each means, docs/audit.md how they were set).
+    The first three apply without a reference; with one, ``change`` from the reference's own values."""
+    uniform_logit_share: float = num(0.5, gt=0, lt=1)
+    pre_post_spearman: float = num(0.2, ge=-1, le=1)
+    class_spearman: float = num(0.95, ge=-1, le=1)
+    change: float = num(0.3, gt=0, le=2)
     fsr_gain: float = num(0.5, ge=0, le=1)               # FSR against the reference minus its own base rate above
     top1_agreement: float = num(0.9, ge=0, le=1)         # outputs agree at least this much ...
     map_spearman: float = num(0.5, ge=-1, le=1)          # ... while the maps agree less than this

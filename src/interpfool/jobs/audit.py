@@ -11,8 +11,8 @@ With a reference model (``audit.reference``: ``original`` = the cached theta0 of
 state dict), also: the FSR test of every passive fooling (Heo Sec. 4.2) of the model's maps against the
 reference's, their rank similarity, and outputs that agree (top-1 agreement, KL) while the maps do not.
 
-Each piece of evidence is a number and a flag (thresholds in ``audit.thresholds``, chosen before the
-calibration in docs/audit.md and not tuned on it); the verdict is "manipulated" when any flag is raised.
+Each piece of evidence is a number and a flag (thresholds in ``audit.thresholds``; docs/audit.md says how they
+were set and what they gave); the verdict is "manipulated" when any flag is raised.
 """
 from __future__ import annotations
 
@@ -89,15 +89,23 @@ def reference_evidence(net: nn.Module, reference: nn.Module, batches: list, make
         logits.append(z.double().cpu())
     out["map_spearman"] = float(torch.cat(rho).mean())
     out.update(output_fidelity(torch.cat(ref_logits), torch.cat(logits)))
-    out["uniform_logit_share_reference"] = uniform_logit_share(torch.cat(ref_logits))
+    out["reference"], _ = model_evidence(reference, batches, make, None, device)   # the same evidence, unmanipulated
     return out
 
 
 def flags(evidence: dict, t: DictConfig | dict) -> dict[str, bool]:
-    """Each piece of evidence against its threshold (``audit.thresholds``)."""
-    f = {"hidden_logit_shift": evidence["uniform_logit_share"] > t["uniform_logit_share"],
-         "pre_post_disagree": evidence["pre_post_spearman"] < t["pre_post_spearman"],
-         "class_independent_maps": evidence["class_spearman"] > t["class_spearman"]}
+    """Each piece of evidence against its threshold (``audit.thresholds``). With a reference, the model-alone
+    evidence is judged by its change from the reference's own (an honest model's pre- and post-softmax maps
+    already differ where its softmax saturates); without one, by absolute thresholds."""
+    ref = evidence.get("reference")
+    if ref is None:
+        f = {"hidden_logit_shift": evidence["uniform_logit_share"] > t["uniform_logit_share"],
+             "pre_post_disagree": evidence["pre_post_spearman"] < t["pre_post_spearman"],
+             "class_independent_maps": evidence["class_spearman"] > t["class_spearman"]}
+    else:
+        f = {"hidden_logit_shift": evidence["uniform_logit_share"] - ref["uniform_logit_share"] > t["change"],
+             "pre_post_disagree": ref["pre_post_spearman"] - evidence["pre_post_spearman"] > t["change"],
+             "class_independent_maps": evidence["class_spearman"] - ref["class_spearman"] > t["change"]}
     if "aopc_morf" in evidence:
         f["maps_less_faithful_than_random"] = evidence["aopc_morf"] <= evidence["aopc_random"]
     if "fsr" in evidence:
