@@ -65,7 +65,7 @@ def wrong_values(node, meta: dict) -> list[tuple[str, str]]:
         out.append(("1.5", "type"))
     if isinstance(node, BooleanNode):
         out.append(("maybe", "type"))
-    if isinstance(node, ListConfig) or meta.get("kind") in ("floats", "ints", "interpreters"):
+    if isinstance(node, ListConfig) or meta.get("kind") in ("floats", "ints", "interpreters", "defenses"):
         out.append(("5", "type"))
     if isinstance(node, DictConfig):
         out.append(("5", "type"))
@@ -83,6 +83,8 @@ def wrong_values(node, meta: dict) -> list[tuple[str, str]]:
         out.append(("bogus_choice", "range"))
     if kind == "interpreters":
         out.append(("[gradcam,bogus_interp]", "range"))
+    if kind == "defenses":
+        out += [("[softplus:3,bogus]", "range"), ("[softplus:abc]", "range"), ("[noise:1.5]", "range")]
     if kind == "devices":
         out += [("abc", "range"), ("0", "range"), ("-2", "range"), ("[]", "range"), ("[-1]", "range")]
     if kind in ("floats", "ints"):
@@ -115,6 +117,7 @@ def configs():
     """(config name, group overrides, the keys this config covers) for the default and every group option."""
     yield "config", [], None
     yield "eval", [], None
+    yield "audit", [], "audit."
     for group in schema.GROUP_SCHEMAS:
         for option in cli.group_options(group):
             yield "config", [f"{group}={option}", *COMPANIONS.get((group, option), [])], group + "."

@@ -147,3 +147,43 @@ def test_transfer_matrix_function_evaluates_each_fooled_pair(runs):
     for interp in ("gradcam", "lrpT"):
         reported = json.loads((runs[interp] / "report.json").read_text())["fsr"]
         assert matrix[interp] == {n: reported[n]["theta_star"] for n in ("gradcam", "lrpT")}
+
+
+def test_eval_defenses_report_fsr_before_and_after_and_aopc_on_theta0(runs, tmp_path):
+    argv = [f"ckpt={runs['gradcam']}", "data.val_size=8", "eval.defenses=[noise:2,path:2,layer,score]"] + SUITE
+    saved = run_eval(_compose("eval", argv), tmp_path, argv)
+    rows = saved["defenses"]["defenses"]
+    assert list(rows) == ["none", "noise:2", "path:2", "layer", "score"]
+    # the undefended row is the report's own FSR of the fooled interpreter
+    assert rows["none"]["fsr_theta_star"] == pytest.approx(saved["fsr"]["gradcam"]["theta_star"])
+    assert rows["none"]["fsr_theta0"] == pytest.approx(saved["fsr"]["gradcam"]["theta0"])
+    for spec in ("noise:2", "path:2", "layer", "score"):
+        r = rows[spec]
+        assert r["fsr_undone"] == pytest.approx(rows["none"]["fsr_theta_star"] - r["fsr_theta_star"])
+        assert 0.0 <= r["fsr_theta_star"] <= 1.0 and r["aopc_theta0_morf"] == r["aopc_theta0_morf"]
+    # AOPC of the undefended map on theta0 is the suite's own (same settings)
+    assert rows["none"]["aopc_theta0_morf"] == pytest.approx(saved["aopc"]["aopc"]["theta0"]["morf_h0"])
+
+
+def test_train_py_reports_defenses_without_aopc(runs, tmp_path):
+    cfg = _compose("config", TINY + [f"cache_dir={runs['cache']}", "logger=csv", "experiment=synthetic_topk",
+                                     "eval.defenses=[score,noise:2]"])
+    report = run(cfg, tmp_path / "run")
+    rows = report["defenses"]["defenses"]
+    assert list(rows) == ["none", "score", "noise:2"]
+    assert rows["none"]["fsr_theta_star"] == pytest.approx(report["fsr"]["gradcam"]["theta_star"])
+    assert "aopc_theta0_morf" not in rows["score"]      # train.py's config has no eval.aopc
+    saved = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert saved["defenses"] == report["defenses"]
+
+
+def test_a_defense_that_does_not_apply_to_the_method_is_recorded_not_run(runs):
+    from interpfool.experiment.build import checked_build
+    from interpfool.experiment.evaluate import evaluate_defenses
+    from interpfool.experiment.build import eval_loaders, interp_factory
+    cfg = _compose("config", TINY + [f"cache_dir={runs['cache']}", "experiment=synthetic_topk"])
+    built = checked_build(cfg)
+    loader, _ = eval_loaders(built.data, "val", built.fooling)
+    out = evaluate_defenses(built.net, built.net, loader, interp_factory("simpleg"), built.fooling, ["layer", "score"])
+    assert list(out["defenses"]) == ["none", "score"]
+    assert "explains the input, not a layer" in out["not_applicable"]["layer"]

@@ -38,7 +38,7 @@ def interp_factory(spec: Any) -> Callable:
         if spec not in interpreters.REGISTRY:
             raise ValueError(f"unknown interpreter {spec!r}; allowed: {', '.join(interpreters.names())}")
         cls = interpreters.REGISTRY[spec]
-        return lambda net, cls=cls: cls(net)
+        return lambda net, cls=cls, **kwargs: cls(net, **kwargs)
     return instantiate(spec)
 
 

@@ -60,6 +60,11 @@ def interpreter_names(default: list | None, *, nullable: bool = False) -> Any:
                  metadata={"kind": "interpreters", "nullable": nullable})
 
 
+def defense_specs(default: list) -> Any:
+    """A list of explanation-time defense specs ``name[:value]`` (``interpfool.defenses.parse``)."""
+    return field(default_factory=lambda: list(default), metadata={"kind": "defenses", "nullable": False})
+
+
 # The choices, spelled where the code that reads them defines them (imported lazily by validate would hide a typo
 # until a run: these are checked against the code's own constants in tests/experiment/test_schema.py).
 SCORES = ("logit", "prob")
@@ -455,6 +460,7 @@ class EvalConfig:
     split: str = choice("auto", ("auto", *SPLITS))
     interpreters: List[str] = interpreter_names(["gradcam"])
     figure_images: int = integer(8, ge=0)
+    defenses: List[str] = defense_specs([])     # explanation-time defenses of the fooled interpreter
 
 
 @dataclass
@@ -526,6 +532,37 @@ class EvalRunConfig(TrainConfig):
     eval: EvalSuiteConfig = field(default_factory=EvalSuiteConfig)
 
 
+@dataclass
+class AuditThresholds:
+    """Flags of the audit (``jobs/audit.py``; conf/audit.yaml says what each means, docs/audit.md how they were set).
+    The first three apply without a reference; with one, ``change`` from the reference's own values."""
+    uniform_logit_share: float = num(0.5, gt=0, lt=1)
+    pre_post_spearman: float = num(0.2, ge=-1, le=1)
+    class_spearman: float = num(0.95, ge=-1, le=1)
+    change: float = num(0.3, gt=0, le=2)
+    fsr_gain: float = num(0.5, ge=0, le=1)               # FSR against the reference minus its own base rate above
+    top1_agreement: float = num(0.9, ge=0, le=1)         # outputs agree at least this much ...
+    map_spearman: float = num(0.5, ge=-1, le=1)          # ... while the maps agree less than this
+
+
+@dataclass
+class AuditConfig:
+    """``python eval.py audit``: evidence of manipulation on one model, optionally against a reference."""
+    reference: Optional[str] = None             # null | original (the cached theta0 of the run's config) | a state dict
+    interpreter: str = "gradcam"                # a registered interpreter (checked when the audit builds it)
+    images: int = integer(200, ge=1)
+    presoftmax_k: Optional[float] = num(None, nullable=True)   # audit the model with a Lerma & Lucas shift applied
+    presoftmax_position: List[int] = integers([0, 0], ge=0, length=2)
+    aopc: AOPCConfig = field(default_factory=lambda: AOPCConfig(images=100))
+    thresholds: AuditThresholds = field(default_factory=AuditThresholds)
+
+
+@dataclass
+class AuditRunConfig(EvalRunConfig):
+    """``audit.yaml``: the eval config plus the audit's settings."""
+    audit: AuditConfig = field(default_factory=AuditConfig)
+
+
 GROUP_SCHEMAS = {
     "model": {"small_vgg": SmallVGGConfig, "small_resnet": SmallResNetConfig, "small_densenet": SmallDenseNetConfig,
               "vgg19": ModelConfig, "resnet50": ModelConfig, "densenet121": ModelConfig},
@@ -535,7 +572,8 @@ GROUP_SCHEMAS = {
                 "active": ActiveFoolingConfig},
     "interp": {"gradcam": LayerInterpConfig, "gradcam_pos": LayerInterpConfig, "gradcampp": GradCAMPlusPlusConfig,
                "simpleg": InterpConfig, "simplegT": LayerInterpConfig, "gradinput": InterpConfig, "ig": IGConfig,
-               "smoothgrad": SmoothGradConfig, "rsigradcam": RSIGradCAMConfig, "lrp": LRPConfig, "lrpT": LRPTConfig},
+               "smoothgrad": SmoothGradConfig, "smoothgrad_fast": SmoothGradConfig, "ig_fast": IGConfig,
+               "rsigradcam": RSIGradCAMConfig, "lrp": LRPConfig, "lrpT": LRPTConfig},
     "trainer": {"cpu": TrainerConfig, "gpu": TrainerConfig, "ddp": TrainerConfig},
     "logger": {"csv": LoggerConfig, "wandb": WandbLoggerConfig},
 }
@@ -572,6 +610,7 @@ def register() -> None:
     cs = ConfigStore.instance()
     cs.store(group="schema", name="train", node=TrainConfig)
     cs.store(group="schema", name="eval", node=EvalRunConfig)
+    cs.store(group="schema", name="audit", node=AuditRunConfig)
     for group, options in GROUP_SCHEMAS.items():
         for option, node in options.items():
             cs.store(group=group, name=f"schema_{option}", node=node)

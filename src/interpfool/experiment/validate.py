@@ -29,6 +29,10 @@ def describe(meta: dict) -> str:
     if kind == "interpreters":
         from interpfool import interpreters
         return "a list of interpreter names from " + ", ".join(interpreters.names()) + null
+    if kind == "defenses":
+        from interpfool.defenses import DEFENSES
+        return "a list of defense specs name[:value] from " + ", ".join(
+            f"{n}[:{p}]" for n, (_, p, _) in DEFENSES.items())
     bounds = []
     for key, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
         if meta.get(key) is not None:
@@ -85,6 +89,16 @@ def value_ok(value: Any, meta: dict) -> bool:
     if kind == "interpreters":
         from interpfool import interpreters
         return isinstance(value, (list, tuple)) and all(v in interpreters.REGISTRY for v in value)
+    if kind == "defenses":
+        from interpfool.defenses import parse
+        if not isinstance(value, (list, tuple)):
+            return False
+        try:
+            for v in value:
+                parse(v)
+        except ValueError:
+            return False
+        return True
     return True
 
 

@@ -26,7 +26,7 @@ from interpfool.experiment import record_maps
 from interpfool.experiment.build import Built, checked_build, eval_loaders, fit_loaders
 from interpfool.experiment.callbacks import StopOnNonFiniteLoss
 from interpfool.experiment.cli import BadInput, reason
-from interpfool.experiment.evaluate import CSV_COLUMNS, evaluate_pair
+from interpfool.experiment.evaluate import CSV_COLUMNS, evaluate_defenses, evaluate_pair
 from interpfool.experiment.loggers import finish_logger, log_summary, make_logger, wandb_run_dir
 from interpfool.experiment.original import (atomic_save, atomic_write_text, obtain_original, original_cache_size,
                                             original_source, seed_all)
@@ -241,6 +241,9 @@ def evaluate_and_report(cfg: DictConfig, run_dir: Path, built: Built, net0: nn.M
     result = evaluate_pair(net0, net, loader, built.eval_interps, built.fooling, cfg.target, device,
                            keep_maps=int(cfg.eval.figure_images), collage_batches=collages)
     result["device"] = str(device)
+    if len(cfg.eval.get("defenses") or []):          # how much of the fooling each defense undoes
+        result["defenses"] = evaluate_defenses(net0, net, loader, built.interp, built.fooling, list(cfg.eval.defenses),
+                                               cfg.target, device, collage_batches=collages, aopc=defense_aopc(cfg))
     fig = result.pop("figure")
     per_image = result.pop("per_image_test_loss")
     shown = built.data.denormalize(fig["images"])
@@ -256,6 +259,16 @@ def evaluate_and_report(cfg: DictConfig, run_dir: Path, built: Built, net0: nn.M
                 histograms={prefix + k: v for k, v in loss_histograms(per_image).items()})
     return report
 
+
+
+def defense_aopc(cfg: DictConfig) -> dict | None:
+    """``evaluate_aopc``'s settings for the defenses' faithfulness cost: eval.py's ``eval.aopc`` (None where the
+    config has none, as train.py's, or ``images`` is 0)."""
+    a = cfg.eval.get("aopc")
+    if a is None or a.images == 0:
+        return None
+    return {"cell": a.cell, "steps": a.steps, "noise_std": float(a.noise_std), "seed": a.seed, "images": a.images,
+            "chunk": a.chunk}
 
 
 def _data_name(cfg: DictConfig) -> str:
@@ -295,6 +308,9 @@ def summary_metrics(result: dict) -> dict[str, float]:
             "final/top1_drop_points": result["top1_drop_points"]}
     for name, values in result["fsr"].items():
         flat[f"final/fsr/{name}"] = values["theta_star"]
+    for spec, row in result.get("defenses", {}).get("defenses", {}).items():
+        for key, value in row.items():
+            flat[f"final/defense/{spec}/{key}"] = value
     for name, values in result.get("fsr_per_class", {}).items():
         for tag, rate in values["theta_star"].items():
             flat[f"final/fsr/{name}/{tag}"] = rate

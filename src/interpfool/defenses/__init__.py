@@ -1,0 +1,55 @@
+"""Explanation-time defenses: switches that change how a map is computed, applied to a checkpoint as it is.
+
+A defense is named by a spec string ``name[:value]`` (the value sets the defense's one parameter):
+
+* ``softplus:<beta>``  the map of the model with ReLU -> softplus_beta (Dombrowski et al. 2019), default beta 3
+* ``noise[:<n>]``      the method's map averaged over n noisy inputs (SmoothGrad's integration), default 16
+* ``path[:<m>]``       the method's map averaged over the path 0 -> x (IG's integration), default 16 steps
+* ``layer[:<name>]``   another cut: the same method at an earlier layer (default: the previous block)
+* ``score[:<s>]``      the other score: post-softmax ``prob`` for a logit map, ``logit`` for a prob map
+
+``defend(factory, spec)`` returns a factory(net=...) of the defended interpreter, as ``interp_factory`` does.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from interpfool.defenses.integration import NoiseAveraged, PathAveraged
+from interpfool.defenses.layer import OtherLayer, earlier_layer
+from interpfool.defenses.score import OtherScore
+from interpfool.defenses.softplus import SoftplusMaps
+from interpfool.defenses.wrapped import DefendedInterpreter, InterpreterFactory
+
+# name -> (class, its parameter, the parameter's type)
+DEFENSES: dict[str, tuple[type[DefendedInterpreter], str, type]] = {
+    "softplus": (SoftplusMaps, "beta", float),
+    "noise": (NoiseAveraged, "n", int),
+    "path": (PathAveraged, "steps", int),
+    "layer": (OtherLayer, "layer", str),
+    "score": (OtherScore, "score", str),
+}
+
+
+def parse(spec: str) -> tuple[type[DefendedInterpreter], dict]:
+    """``name[:value]`` -> (class, kwargs); one-line ValueError naming the spec and what is allowed."""
+    name, _, value = str(spec).partition(":")
+    if name not in DEFENSES:
+        raise ValueError(f"defense {spec!r}; allowed: {', '.join(f'{n}[:{p}]' for n, (_, p, _) in DEFENSES.items())}")
+    cls, param, kind = DEFENSES[name]
+    if not value:
+        return cls, {}
+    try:
+        parsed = kind(value)
+    except ValueError:
+        raise ValueError(f"defense {spec!r}: {param}={value!r}; allowed: {kind.__name__}") from None
+    return cls, {param: parsed}
+
+
+def defend(factory: InterpreterFactory, spec: str) -> Callable[..., DefendedInterpreter]:
+    """factory(net=...) of ``factory``'s interpreter under the defense ``spec``."""
+    cls, kwargs = parse(spec)
+    return lambda net: cls(net, factory, **kwargs)
+
+
+__all__ = ["DEFENSES", "DefendedInterpreter", "NoiseAveraged", "OtherLayer", "OtherScore", "PathAveraged",
+           "SoftplusMaps", "defend", "earlier_layer", "parse"]

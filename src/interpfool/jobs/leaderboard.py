@@ -1,0 +1,185 @@
+"""The robustness leaderboard: which interpreter survives manipulation, and which defense helps.
+
+    python train.py -m +sweep=leaderboard                      # the grid (sweeps/leaderboard.yaml)
+    python -m interpfool.jobs.leaderboard multirun/<date>/<time> [more folders] \\
+        --json docs/results/leaderboard.json --doc docs/leaderboard.md --figure docs/figures/leaderboard.png
+
+Reads every run's ``report.json`` (``experiment.grid_summary.run_rows``) and writes one record per
+benchmark x model x fooling x interpreter x defense (``defense: none`` = the undefended map) with ``fsr_mean``,
+``fsr_std`` (ddof=1 over seeds), ``top1_drop_mean`` and ``seeds``; FSR is the attacker's success measured by
+the evaluation's interpreter (``eval.default_settings``: SmoothGrad / IG at their default sample counts even
+where the attacker used fewer). A cell counts as within the accuracy budget when its mean top-1 drop is at most
+``--budget`` points. The page ranks interpreters per benchmark, model and fooling by the FSR an attacker
+reaches (lowest first: hardest to fool), ranks defenses by the FSR they undo on average, and shows the
+transfer matrices; ``--wandb`` also logs the records as a W&B table (offline).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from interpfool.experiment.grid_summary import _mean_std, records, run_rows
+
+BEGIN, END = "<!-- GENERATED: leaderboard begin -->", "<!-- GENERATED: leaderboard end -->"
+
+
+def defense_rows(folders: list[Path]) -> dict[str, dict[str, float]]:
+    """run folder -> defense spec -> theta*'s FSR under the defended map (the run's ``eval.defenses``)."""
+    out = {}
+    for folder in folders:
+        for path in sorted(folder.rglob("report.json")):
+            report = json.loads(path.read_text())
+            rows = (report.get("defenses") or {}).get("defenses") or {}
+            out[str(path.parent)] = {spec: row["fsr_theta_star"] for spec, row in rows.items() if spec != "none"}
+    return out
+
+
+def leaderboard_records(folders: list[Path], budget: float = 2.0) -> list[dict[str, Any]]:
+    rows = run_rows(folders)
+    defended = defense_rows(folders)
+    out = []
+    for rec in records(rows):
+        runs = sorted((r for r in rows if (r["data"], r["model"], r["fooling"], r["interp"])
+                       == (rec["data"], rec["model"], rec["fooling"], rec["interp"])), key=lambda r: r["seed"])
+        base = {"benchmark": rec["data"], "model": rec["model"], "fooling": rec["fooling"],
+                "interpreter": rec["interp"], "seeds": rec["seeds"], "top1_drop_mean": rec["top1_drop_mean"],
+                "top1_drop_std": rec["top1_drop_std"], "within_budget": rec["top1_drop_mean"] <= budget}
+        out.append({**base, "defense": "none", "fsr_mean": rec["fsr_mean"], "fsr_std": rec["fsr_std"],
+                    "fsr_theta0_mean": rec["fsr_theta0_mean"], "transfer_fsr_mean": rec["transfer_fsr_mean"]})
+        specs = dict.fromkeys(s for r in runs for s in defended.get(r["run_dir"], {}))
+        for spec in specs:
+            values = [defended.get(r["run_dir"], {}).get(spec) for r in runs]
+            if any(v is None for v in values):
+                raise ValueError(f"cell {rec['data']}/{rec['model']}/{rec['fooling']}/{rec['interp']}: defense "
+                                 f"{spec} is missing in some seeds; allowed: the same eval.defenses in every run")
+            mean, std = _mean_std(values)
+            out.append({**base, "defense": spec, "fsr_mean": mean, "fsr_std": std})
+    return out
+
+
+def rankings(recs: list[dict]) -> dict[str, list[dict]]:
+    """Per benchmark/model/fooling: the interpreters ordered by the undefended FSR reached within budget
+    (lowest first: hardest to fool); cells over budget are listed last and marked."""
+    groups: dict[str, list[dict]] = {}
+    for r in recs:
+        if r["defense"] == "none":
+            groups.setdefault(f"{r['benchmark']} / {r['model']} / {r['fooling']}", []).append(r)
+    return {k: sorted(v, key=lambda r: (not r["within_budget"], r["fsr_mean"])) for k, v in groups.items()}
+
+
+def defense_ranking(recs: list[dict]) -> dict[str, list[tuple[str, float, int]]]:
+    """Per benchmark/model: defenses ordered by the FSR they undo, averaged over foolings and interpreters
+    (undefended FSR minus defended FSR, in points), with the number of cells averaged."""
+    undefended = {(r["benchmark"], r["model"], r["fooling"], r["interpreter"]): r["fsr_mean"]
+                  for r in recs if r["defense"] == "none"}
+    gains: dict[str, dict[str, list[float]]] = {}
+    for r in recs:
+        if r["defense"] != "none":
+            key = (r["benchmark"], r["model"], r["fooling"], r["interpreter"])
+            gains.setdefault(f"{r['benchmark']} / {r['model']}", {}).setdefault(r["defense"], []).append(
+                100 * (undefended[key] - r["fsr_mean"]))
+    return {k: sorted(((d, statistics.fmean(v), len(v)) for d, v in g.items()), key=lambda t: -t[1])
+            for k, g in gains.items()}
+
+
+def markdown(recs: list[dict], budget: float) -> str:
+    lines = [f"FSR (%) an attacker reaches, mean ± std over seeds; top-1 drop in points on the held-out split "
+             f"(budget {budget:g}); lowest FSR first = hardest to fool.", ""]
+    for group, ranked in rankings(recs).items():
+        lines += [f"### {group}", "", "| rank | interpreter | FSR (%) | top-1 drop | seeds |", "|---|---|---|---|---|"]
+        for i, r in enumerate(ranked, 1):
+            mark = "" if r["within_budget"] else " (over budget)"
+            lines.append(f"| {i} | {r['interpreter']}{mark} | {100 * r['fsr_mean']:.1f} ± {100 * (r['fsr_std'] or 0):.1f}"
+                         f" | {r['top1_drop_mean']:.2f} | {len(r['seeds'])} |")
+        lines.append("")
+        cols = list(ranked[0]["transfer_fsr_mean"])
+        lines += ["Transfer (rows: fooled through; columns: FSR under each interpreter, %):", "",
+                  "| fooled through | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        for r in ranked:
+            t = r["transfer_fsr_mean"]
+            lines.append(f"| {r['interpreter']} | " + " | ".join(f"{100 * t[c]:.1f}" if t.get(c) is not None else ""
+                                                             for c in cols) + " |")
+        lines.append("")
+    for group, ranked in defense_ranking(recs).items():
+        lines += [f"### Defenses, {group}", "", "| defense | FSR undone (points, mean over cells) | cells |",
+                  "|---|---|---|"]
+        lines += [f"| {d} | {g:.1f} | {n} |" for d, g, n in ranked] + [""]
+    return "\n".join(lines)
+
+
+def save_heatmap(recs: list[dict], path: Path) -> Path:
+    """Rows: interpreters; columns: benchmark/model/fooling (x defense); colour: FSR (%)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = sorted({r["interpreter"] for r in recs})
+    cols = list(dict.fromkeys(f"{r['benchmark']}/{r['model']}/{r['fooling']}" + ("" if r["defense"] == "none"
+                              else f"\n+{r['defense']}") for r in recs))
+    grid = [[float("nan")] * len(cols) for _ in rows]
+    for r in recs:
+        c = f"{r['benchmark']}/{r['model']}/{r['fooling']}" + ("" if r["defense"] == "none" else f"\n+{r['defense']}")
+        grid[rows.index(r["interpreter"])][cols.index(c)] = 100 * r["fsr_mean"]
+    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(cols), 1.0 + 0.45 * len(rows)))
+    im = ax.imshow(grid, cmap="magma", vmin=0, vmax=100, aspect="auto")
+    ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    for i, line in enumerate(grid):
+        for j, v in enumerate(line):
+            if v == v:
+                ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=6, color="w" if v < 60 else "k")
+    fig.colorbar(im, ax=ax, label="FSR (%)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def log_wandb(recs: list[dict], folder: Path) -> None:
+    import wandb
+    keys = ["benchmark", "model", "fooling", "interpreter", "defense", "fsr_mean", "fsr_std", "top1_drop_mean"]
+    run = wandb.init(mode="offline", dir=str(folder), project="interpfool", job_type="leaderboard")
+    try:
+        run.log({"leaderboard": wandb.Table(columns=keys, data=[[r[k] for k in keys] for r in recs])})
+    finally:
+        run.finish()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folders", nargs="+", type=Path)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--doc", type=Path)
+    parser.add_argument("--figure", type=Path)
+    parser.add_argument("--budget", type=float, default=2.0)
+    parser.add_argument("--wandb", action="store_true")
+    args = parser.parse_args(argv)
+    for f in args.folders:
+        if not f.is_dir():
+            parser.error(f"folder {str(f)!r} does not exist; allowed: multirun folders of train.py")
+    recs = leaderboard_records(args.folders, args.budget)
+    if not recs:
+        parser.error(f"no report.json below {', '.join(map(str, args.folders))}")
+    text = markdown(recs, args.budget)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(recs, indent=1))
+    if args.figure:
+        save_heatmap(recs, args.figure)
+    if args.doc:
+        old = args.doc.read_text() if args.doc.is_file() else f"# Leaderboard\n\n{BEGIN}\n{END}\n"
+        head, _, rest = old.partition(BEGIN)
+        _, _, tail = rest.partition(END)
+        args.doc.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+    else:
+        print(text)
+    if args.wandb:
+        log_wandb(recs, args.folders[0])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,90 @@
+"""``eval.py audit`` on a tiny fooled run: evidence, flags and verdict in audit.json; a Lerma-shifted copy of
+the same model raises the hidden-logit-shift flag; bad input -> one line, exit 2."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from interpfool.experiment.cli import CONF_DIR
+from interpfool.jobs.audit import run_audit
+from interpfool.jobs.train import run
+from tiny_run import TINY
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = ["audit.images=16", "audit.aopc.images=4", "audit.aopc.steps=3", "audit.aopc.cell=8", "logger=csv"]
+
+
+def _compose(name, overrides):
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose(config_name=name, overrides=overrides)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+@pytest.fixture(scope="module")
+def fooled(tmp_path_factory):
+    root = tmp_path_factory.mktemp("audit")
+    run(_compose("config", TINY + [f"cache_dir={root / 'cache'}", "logger=csv"]), root / "run")
+    return root / "run"
+
+
+def test_audit_against_the_original_writes_evidence_flags_and_verdict(fooled, tmp_path):
+    argv = [f"ckpt={fooled}", "audit.reference=original"] + SMALL
+    result = run_audit(_compose("audit", argv), tmp_path, argv)
+    saved = json.loads((tmp_path / "audit.json").read_text())
+    assert saved["verdict"] == result["verdict"] and saved["images"] == 16
+    ev = saved["evidence"]
+    for key in ("uniform_logit_share", "pre_post_spearman", "class_spearman", "aopc_morf", "aopc_random",
+                "map_spearman", "top1_agreement", "kl_ref_model", "reference"):
+        assert key in ev, key
+    assert set(ev["fsr"]) == {"location", "topk", "center_mass"}
+    assert set(saved["flags"]) == {"hidden_logit_shift", "pre_post_disagree", "class_independent_maps",
+                                   "maps_less_faithful_than_random", "fooled_against_reference",
+                                   "outputs_agree_maps_do_not"}
+    assert saved["verdict"] == ("manipulated" if any(saved["flags"].values()) else "no evidence of manipulation")
+
+
+def test_the_original_against_itself_agrees_exactly(fooled, tmp_path):
+    cache = fooled.parent / "cache"
+    original = next(cache.rglob("*.pt"))
+    argv = [f"ckpt={fooled}", f"audit.reference={original}"] + SMALL
+    ev_ref = run_audit(_compose("audit", argv), tmp_path / "a", argv)["evidence"]
+    # the reference against itself: the same file as ckpt and reference
+    argv = [f"ckpt={fooled}", f"audit.reference={fooled / 'fooled.pt'}"] + SMALL
+    ev = run_audit(_compose("audit", argv), tmp_path / "b", argv)["evidence"]
+    assert ev["top1_agreement"] == 1.0 and ev["kl_ref_model"] == pytest.approx(0.0, abs=1e-12)
+    assert ev["map_spearman"] == pytest.approx(1.0)
+    assert all(ev["fsr"][k] == ev["fsr_reference"][k] for k in ev["fsr"])
+    assert ev_ref["reference"]["uniform_logit_share"] != ev["reference"]["uniform_logit_share"]
+    assert ev["reference"]["pre_post_spearman"] == pytest.approx(ev["pre_post_spearman"])
+    assert not any(v for k, v in run_audit(_compose("audit", argv), tmp_path / "c", argv)["flags"].items()
+                   if k in ("hidden_logit_shift", "pre_post_disagree", "class_independent_maps",
+                            "fooled_against_reference", "outputs_agree_maps_do_not"))
+
+
+def test_a_lerma_shifted_model_raises_the_hidden_logit_shift_flag(fooled, tmp_path):
+    argv = [f"ckpt={fooled}", "audit.presoftmax_k=10"] + SMALL
+    shifted = run_audit(_compose("audit", argv), tmp_path / "k10", argv)
+    argv = [f"ckpt={fooled}"] + SMALL
+    plain = run_audit(_compose("audit", argv), tmp_path / "k0", argv)
+    assert shifted["flags"]["hidden_logit_shift"] and not plain["flags"]["hidden_logit_shift"]
+    assert shifted["evidence"]["uniform_logit_share"] > plain["evidence"]["uniform_logit_share"]
+    assert shifted["verdict"] == "manipulated"
+
+
+def test_audit_cli_refuses_bad_input_with_one_line(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "INTERPFOOL_CACHE": str(tmp_path / "cache")}
+    for args, start in (([f"ckpt={tmp_path / 'missing.pt'}"], "error: ckpt="),
+                        (["ckpt=x", "audit.images=0"], "error: audit.images=0")):
+        proc = subprocess.run([sys.executable, str(ROOT / "eval.py"), "audit", *args,
+                               f"hydra.run.dir={tmp_path / 'out'}"], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=300)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith(start), proc.stderr[-2000:]
