@@ -295,7 +295,8 @@ def evaluate_defenses(net0: nn.Module, net: nn.Module, batches: Iterable, interp
         makers[spec] = defend(interp, spec)
     specs = [s for s in makers if s != "none"]
     for spec, make in makers.items():
-        r = evaluate_pair(net0, net, batches, {spec: make}, fooling, target, device, collage_batches=collage_batches)
+        r = evaluate_pair(net0, net, batches, {spec: make}, fooling, target, device, collage_batches=collage_batches,
+                          similarity=False)
         row = {"fsr_theta_star": r["fsr"][spec]["theta_star"], "fsr_theta0": r["fsr"][spec]["theta0"],
                "zero_map_share_theta_star": r["zero_map_share"][spec]["theta_star"]}
         if aopc is not None and not fooling.classes:

@@ -30,8 +30,8 @@ from interpfool.experiment.cli import BadInput
 from interpfool.experiment.evaluate import evaluate_aopc, evaluate_pair
 from interpfool.experiment.original import seed_all
 from interpfool.fooling.penalties import CenterMassFooling, LocationFooling, TopKFooling
-from interpfool.metrics.manipulation import (class_agreement, output_fidelity, pre_post_agreement,
-                                             uniform_logit_share)
+from interpfool.metrics.fidelity import output_fidelity
+from interpfool.metrics.manipulation import class_agreement, pre_post_agreement, uniform_logit_share
 from interpfool.metrics.spearman import spearman
 
 PASSIVE_TESTS = {"location": LocationFooling, "topk": TopKFooling, "center_mass": CenterMassFooling}
@@ -74,7 +74,8 @@ def reference_evidence(net: nn.Module, reference: nn.Module, batches: list, make
     """Evidence of ``net`` against ``reference`` on the same images and interpreter."""
     out: dict = {"fsr": {}, "fsr_reference": {}}
     for name, test in PASSIVE_TESTS.items():
-        r = evaluate_pair(reference, net, batches, {"m": lambda net: make(net=net)}, test(), "pred", device)
+        r = evaluate_pair(reference, net, batches, {"m": lambda net: make(net=net)}, test(), "pred", device,
+                          similarity=False)
         out["fsr"][name] = r["fsr"]["m"]["theta_star"]
         out["fsr_reference"][name] = r["fsr"]["m"]["theta0"]
     rho, ref_logits, logits = [], [], []
@@ -88,7 +89,8 @@ def reference_evidence(net: nn.Module, reference: nn.Module, batches: list, make
         ref_logits.append(z_ref.double().cpu())
         logits.append(z.double().cpu())
     out["map_spearman"] = float(torch.cat(rho).mean())
-    out.update(output_fidelity(torch.cat(ref_logits), torch.cat(logits)))
+    agree, kl = output_fidelity(torch.cat(ref_logits), torch.cat(logits))
+    out.update({"top1_agreement": float(agree.double().mean()), "kl_ref_model": float(kl.mean())})
     out["reference"], _ = model_evidence(reference, batches, make, None, device)   # the same evidence, unmanipulated
     return out
 

@@ -8,8 +8,6 @@
   probability y_c of one method (Lerma & Lucas 2023, Sec. 4: a pre-softmax shift moves the first only).
 * ``class_agreement``: per-image Spearman rho between the maps of the two most probable classes; Grad-CAM of
   a Lerma-shifted model explains the activations' channel sum for every class (rho -> 1, DESIGN.md 2.4).
-* ``output_fidelity``: top-1 agreement and mean KL(p_ref || p) of a model against a reference — accuracy
-  alone hides prediction flips.
 """
 from __future__ import annotations
 
@@ -36,12 +34,3 @@ def pre_post_agreement(logit_maps: torch.Tensor, prob_maps: torch.Tensor) -> tor
 def class_agreement(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     """[B] Spearman rho between the maps of the most and the second most probable class."""
     return spearman(first, second)
-
-
-def output_fidelity(reference_logits: torch.Tensor, logits: torch.Tensor) -> dict[str, float]:
-    """Top-1 agreement and mean KL(p_ref || p) (nats) over [N, C] logits of the same images."""
-    log_ref = torch.log_softmax(reference_logits.double(), 1)
-    log_p = torch.log_softmax(logits.double(), 1)
-    kl = (log_ref.exp() * (log_ref - log_p)).sum(1)
-    agree = (reference_logits.argmax(1) == logits.argmax(1)).double()
-    return {"top1_agreement": float(agree.mean()), "kl_ref_model": float(kl.mean())}
