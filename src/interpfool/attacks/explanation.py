@@ -97,8 +97,8 @@ def explanation_attack(net: nn.Module, interp: InterpLike, x: torch.Tensor, targ
     """Perturb ``x`` within ``eps`` (L-inf, pixel units) so that ``interp``'s map of class ``target`` (``"pred"``:
     the clean prediction; ``"label"`` with ``labels``; an int or [B] tensor) minimises the objective while the
     output stays (module docstring). ``alpha``: step size in pixels (default 2.5 eps / steps, Madry et al. 2018);
-    ``gamma``: weight of the output term; ``keep``: ``probs`` (softmax, default) | ``logits``; ``random_start``: start uniformly in
-    the ball (``generator``). Returns the adversarial batch in the model's input space. ``net`` must be in eval
+    ``gamma``: weight of the output term; ``keep``: ``probs`` (softmax, default) | ``logits``; ``random_start``:
+    start uniformly in the ball (``generator``). Returns the adversarial batch in the model's input space. ``net`` must be in eval
     mode (the caller's job); no parameter and no ``.grad`` of one is changed (gradients w.r.t. the pixels only)."""
     eps, steps = check_eps(eps), check_steps(steps)
     alpha = 2.5 * eps / steps if alpha is None else alpha

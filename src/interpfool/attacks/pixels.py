@@ -119,7 +119,8 @@ def resolve_goal(net: nn.Module, x: torch.Tensor, y, targeted) -> tuple[torch.Te
         raise ValueError(f"y: {err}") from None
 
 
-def loss_gradient(net: nn.Module, space: PixelSpace, p: torch.Tensor, goal: torch.Tensor, targeted: bool) -> torch.Tensor:
+def loss_gradient(net: nn.Module, space: PixelSpace, p: torch.Tensor, goal: torch.Tensor,
+                  targeted: bool) -> torch.Tensor:
     """g = d J / d pixels with J = CE(f(x), y) (untargeted: ascended) or J = -CE(f(x), t) (targeted: ascending J
     descends the target's CE, Kurakin et al. 2017, Sec. 2.3). Summed over the batch, so each image gets its own
     gradient; only the pixels are differentiated (``autograd.grad``: parameters' ``.grad`` untouched)."""
