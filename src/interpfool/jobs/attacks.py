@@ -453,19 +453,20 @@ def summary_markdown(rows: list[dict]) -> str:
                 f"{255 * s['eps']:.0f}/255, {s['steps']} steps, softplus beta {s['softplus_beta']}, gamma "
                 f"{s['gamma']} on {s['keep']}; FSR and kept in %, {n} seeds)", "",
                 "| fooling | R | FSR θ0 (clean) | FSR noise, same eps | FSR input attack | prediction kept | "
-                "top-1 after input attack | FSR model manipulation | top-1 drop of the model (points) |",
-                "|---|---|---|---|---|---|---|---|---|"]
+                "top-1 after input attack | FSR model, same images | FSR model, reference runs † | "
+                "top-1 drop of the model † (points) |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
         for name, v in row["explanation"].items():
             rf = ref.get(name)
 
             def pm(key, scale=100):
                 m, sd = v[key]
                 return f"{scale * m:.1f} ± {scale * sd:.1f}"
-            model = (f"{100 * rf['fsr_mean']:.1f} ± {100 * rf['fsr_std']:.1f} †" if rf else
-                     (pm("fsr_model_same_images") if "fsr_model_same_images" in v else "-"))
-            drop = f"{rf['top1_drop_mean']:.2f} ± {rf['top1_drop_std']:.2f} †" if rf else "-"
+            same = pm("fsr_model_same_images") if "fsr_model_same_images" in v else "-"
+            model = f"{100 * rf['fsr_mean']:.1f} ± {100 * rf['fsr_std']:.1f}" if rf else "-"
+            drop = f"{rf['top1_drop_mean']:.2f} ± {rf['top1_drop_std']:.2f}" if rf else "-"
             out.append(f"| {name} | {v['interval']} | {pm('fsr_theta0')} | {pm('fsr_noise')} | {pm('fsr_attack')} | "
-                       f"{pm('prediction_kept')} | {pm('top1_attack')} | {model} | {drop} |")
+                       f"{pm('prediction_kept')} | {pm('top1_attack')} | {same} | {model} | {drop} |")
         if row.get("reference"):
             out += ["", f"† {row['reference']['source']}."]
         out.append("")
