@@ -32,7 +32,8 @@ def fooled_run(tmp_path_factory):
 
 
 def test_tiny_attacks_run_writes_report_tables_and_figures(compose_cfg, fooled_run, tmp_path, capsys):
-    cfg = compose_cfg(TINY + SMALL + [f"cache_dir={fooled_run / 'cache'}", f"attacks.fooled_ckpt={fooled_run / 'fooled'}"])
+    cfg = compose_cfg(TINY + SMALL + [f"cache_dir={fooled_run / 'cache'}",
+                                      f"attacks.fooled_ckpt={fooled_run / 'fooled'}"])
     report = run(cfg, tmp_path / "run")
     assert report["original"]["status"] == "reused"
     saved = json.loads((tmp_path / "run" / "report.json").read_text())

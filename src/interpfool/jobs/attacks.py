@@ -267,13 +267,14 @@ def lecture_figure(net: nn.Module, data, x: torch.Tensor, y: torch.Tensor, a: Di
         c0, c1 = int(p0[i].argmax()), int(p1[i].argmax())
         rows.append({"label": int(yb[i]), "pred_before": c0, "conf_before": float(p0[i, c0]), "pred_after": c1,
                      "conf_after": float(p1[i, c1])})
-        for j, (im, title) in enumerate(((img[i], f"{names[c0]}\n{100 * float(p0[i, c0]):.1f}% confidence"),
+        before = f"{names[c0]}: {100 * float(p0[i, c0]):.1f}%\n(label: {names[int(yb[i])]})"
+        for j, (im, title) in enumerate(((img[i], before),
                                          (delta[i], f"perturbation x {1 / (2 * eps):.0f}\n(eps = {255 * eps:.0f}/255)"),
-                                         (img_adv[i], f"{names[c1]}\n{100 * float(p1[i, c1]):.1f}% confidence"))):
+                                         (img_adv[i], f"{names[c1]}: {100 * float(p1[i, c1]):.1f}%\n(adversarial)"))):
             axes[i, j].imshow(im.permute(1, 2, 0).clamp(0, 1).numpy())
             axes[i, j].set_title(title, fontsize=9)
             axes[i, j].axis("off")
-    fig.suptitle(f"FGSM: x + eps sign(grad_x J), eps = {255 * eps:.0f}/255 (label: {names[int(yb[0])]} ...)",
+    fig.suptitle(f"FGSM: x + eps sign(grad_x J), eps = {255 * eps:.0f}/255; predicted class: softmax confidence",
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -349,7 +350,8 @@ def input_vs_model_table(report: dict) -> str:
 
 def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict:
     if cfg.get("attacks") is None:
-        raise BadInput("job=attacks needs the attacks section; allowed: experiment=attacks or experiment=fmnist_attacks")
+        raise BadInput("job=attacks needs the attacks section; allowed: experiment=attacks or "
+                       "experiment=fmnist_attacks")
     check_settings(cfg.attacks)
     seed_all(cfg.seed)
     built = checked_build(cfg)
