@@ -22,7 +22,7 @@ def main(cfg: DictConfig) -> float | None:
     job = cfg.get("job", "fool")
     if job not in JOBS:
         fail(f"job={job!r}; allowed: {', '.join(JOBS)}")
-    if job == "lerma":         # experiment=lerma_presoftmax: measure the pre-softmax manipulation, no fooling
+    if job in ("lerma", "attacks"):   # experiment=lerma_presoftmax / attacks: measurements on theta0, no fooling
         guarded(import_module(JOBS[job]).run, cfg, Path(HydraConfig.get().runtime.output_dir))
         return None
     run = import_module(JOBS[job]).run

@@ -122,6 +122,7 @@ def configs():
         for option in cli.group_options(group):
             yield "config", [f"{group}={option}", *COMPANIONS.get((group, option), [])], group + "."
     yield "config", ["experiment=lerma_presoftmax"], "lerma."
+    yield "config", ["experiment=attacks"], "attacks."
 
 
 def all_cases():
@@ -242,6 +243,10 @@ def test_schema_choices_match_the_code():
     assert schema.LOGGER_KINDS == loggers.LOGGER_KINDS and schema.WANDB_MODES == loggers.WANDB_MODES
     assert set(schema.JOBS) == set(JOBS) and schema.ROBUSTNESS_SCALES == robustness.SCALES
     assert schema.LERMA_WEIGHTS == lerma.WEIGHTS and set(schema.LERMA_SHIFT_DTYPES) == set(lerma.SHIFT_DTYPES)
+    from interpfool.attacks import explanation
+    from interpfool.jobs import attacks
+    assert schema.ATTACK_METHODS == attacks.METHODS and schema.ATTACK_FOOLINGS == tuple(attacks.FOOLINGS)
+    assert set(schema.ATTACK_KEEPS) == set(explanation.KEEPS)
     assert math.isfinite(schema.OriginalConfig().lr)
 
 

@@ -85,7 +85,7 @@ WANDB_MODES = ("offline", "online", "disabled")
 CHECK_IMAGES = ("first", "all", "none")
 TORCHVISION_SETS = ("cifar10", "fashion_mnist")
 MASK_KINDS = ("frame", "corner")
-JOBS = ("fool", "lerma")
+JOBS = ("fool", "lerma", "attacks")
 TARGETS = ("label", "pred")
 SPLITS = ("train", "val", "test")
 SELECT_WEIGHTS = ("best", "last")
@@ -93,6 +93,9 @@ ROBUSTNESS_SCALES = ("relative", "absolute")
 LERMA_WEIGHTS = ("original", "random")
 LERMA_SHIFT_DTYPES = ("float64", "model")
 SANITY_MODES = ("both", "cascading", "independent")
+ATTACK_METHODS = ("fgsm", "gradient_step", "bim", "pgd", "noise")
+ATTACK_FOOLINGS = ("location", "topk", "center_mass")
+ATTACK_KEEPS = ("probs", "logits")
 
 
 # -- model -------------------------------------------------------------------------------------------------------
@@ -491,6 +494,45 @@ class LermaConfig:
 
 
 @dataclass
+class FoolingIntervalsConfig:
+    """FSR interval R of each fooling's test (as the synthetic / Fashion-MNIST fooling experiments use)."""
+    location: List[float] = numbers([0.0, 0.2], length=2)
+    topk: List[float] = numbers([0.0, 0.1], length=2)
+    center_mass: List[float] = numbers([0.1, 1.0], length=2)
+
+
+@dataclass
+class ExplanationAttackConfig:
+    """``attacks.explanation``: the input-side explanation attacks (Dombrowski et al. 2019; Ghorbani et al. 2019)."""
+    foolings: List[str] = field(default_factory=lambda: list(ATTACK_FOOLINGS))
+    eps: float = num(8 / 255, gt=0)
+    steps: int = integer(20, ge=1)
+    alpha_factor: float = num(2.5, gt=0)
+    gamma: float = num(1.0, ge=0)
+    keep: str = choice("probs", ATTACK_KEEPS)
+    softplus_beta: Optional[float] = num(10.0, gt=0, nullable=True)
+    select: str = choice("best", ("best", "last"))
+    intervals: FoolingIntervalsConfig = field(default_factory=FoolingIntervalsConfig)
+
+
+@dataclass
+class AttacksConfig:
+    """``experiment=attacks``: input attacks on theta0 against eps, and input vs model manipulation."""
+    images: int = integer(200, ge=1)
+    batch_size: int = integer(100, ge=1)
+    eps: List[float] = numbers([0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255], ge=0)
+    methods: List[str] = field(default_factory=lambda: list(ATTACK_METHODS))
+    steps: int = integer(10, ge=1)
+    alpha_factor: float = num(2.5, gt=0)
+    clamp: List[float] = numbers([0.0, 1.0], length=2)
+    figure_eps: float = num(8 / 255, gt=0)
+    figure_images: int = integer(4, ge=1)
+    explanation: ExplanationAttackConfig = field(default_factory=ExplanationAttackConfig)
+    fooled_ckpt: Optional[str] = None
+    reference: Optional[str] = "auto"
+
+
+@dataclass
 class RecordMapsConfig:
     """``record_maps``: maps of fixed validation images recorded while theta0 trains and while it is fooled."""
     every: int = integer(0, ge=0)               # optimizer steps between recordings; 0 = off
@@ -521,6 +563,7 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     record_maps: RecordMapsConfig = field(default_factory=RecordMapsConfig)
     lerma: Optional[LermaConfig] = None
+    attacks: Optional[AttacksConfig] = None
     cells: Optional[Dict[str, Any]] = None      # per-cell lr / lambda tables of a sweep (sweeps/table4_cells.yaml)
 
 

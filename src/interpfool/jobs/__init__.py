@@ -6,4 +6,5 @@ loggers, guards, the theta0 cache) lives in ``interpfool.experiment``.
 JOBS = {
     "fool": "interpfool.jobs.train",    # fine-tune theta0 so that its explanations are fooled (Heo et al. 2019)
     "lerma": "interpfool.jobs.lerma",   # measure the pre-softmax manipulation (Lerma & Lucas 2023), no training
+    "attacks": "interpfool.jobs.attacks",   # input attacks on theta0 (FGSM, BIM / PGD, explanation attacks)
 }
