@@ -67,7 +67,8 @@ def build_all(cfg: DictConfig) -> Built:
         check_collage_data(data, fooling)
     check_whole_batches(data, fooling)
     names = list(dict.fromkeys([interp_name, *cfg.eval.interpreters]))
-    eval_interps = {n: (make_interp if n == interp_name else interp_factory(n)) for n in names}
+    defaults = set(cfg.eval.get("default_settings") or ())
+    eval_interps = {n: (make_interp if n == interp_name and n not in defaults else interp_factory(n)) for n in names}
     for make in eval_interps.values():
         make(net=net)
     return Built(data, net, make_interp, interp_name, fooling, eval_interps)

@@ -80,7 +80,8 @@ WANDB_MODES = ("offline", "online", "disabled")
 CHECK_IMAGES = ("first", "all", "none")
 TORCHVISION_SETS = ("cifar10", "fashion_mnist")
 MASK_KINDS = ("frame", "corner")
-JOBS = ("fool", "lerma")
+JOBS = ("fool", "lerma", "adv_fooling")
+ADVERSARIAL_KINDS = ("none", "free")
 TARGETS = ("label", "pred")
 SPLITS = ("train", "val", "test")
 SELECT_WEIGHTS = ("best", "last")
@@ -391,6 +392,45 @@ class WandbLoggerConfig(LoggerConfig):
     tags: List[str] = field(default_factory=list)
 
 
+# -- adversarial training (Heo et al. 2019 Sec. 5, Figure 4c; Shafahi et al. 2019) ------------------------------
+
+
+@dataclass
+class AdversarialConfig:
+    """Free adversarial training (``interpfool.adversarial.free``): ``kind: free`` replays each minibatch ``replays``
+    times with a persistent perturbation of L-inf radius ``eps`` (pixel units, [0, 1] images), step ``step`` (null:
+    eps, Shafahi Alg. 1). Validation then also logs PGD top-1: ``pgd_steps`` steps of ``pgd_alpha`` (null:
+    2.5 eps / steps, Madry) in the ``pgd_eps`` ball (null: eps), on the first ``pgd_batches`` batches (null: all)."""
+    kind: str = choice("none", ADVERSARIAL_KINDS)
+    replays: int = integer(4, ge=1)
+    eps: float = num(0.03137254901960784, ge=0, le=1)     # 8 / 255
+    step: Optional[float] = num(None, ge=0, nullable=True)
+    pgd_eps: Optional[float] = num(None, ge=0, le=1, nullable=True)
+    pgd_steps: int = integer(10, ge=1)
+    pgd_alpha: Optional[float] = num(None, gt=0, nullable=True)
+    pgd_batches: Optional[int] = integer(None, ge=1, nullable=True)
+
+
+@dataclass
+class FreeAdversarialConfig(AdversarialConfig):
+    kind: str = choice("free", ADVERSARIAL_KINDS)
+
+
+@dataclass
+class AdvFoolingConfig:
+    """``experiment=adv_fooling`` (``jobs.adv_fooling``): phase 2, free adversarial training from theta0 (AdamW at
+    ``lr`` with a one-cycle schedule over ``steps`` optimizer steps = replays, validated every ``val_every``
+    steps); phase 3 is the fooling run (``fooling``, ``trainer``) with ``adversarial`` kept on. The test-split
+    PGD top-1 of each phase's model is measured on the first ``pgd_images`` test images (null: all), the figure
+    shows the maps of ``figure_images`` test images."""
+    steps: int = integer(200, ge=1)
+    lr: float = num(1e-3, gt=0)
+    weight_decay: float = num(1e-4, ge=0)
+    val_every: int = integer(50, ge=1)
+    pgd_images: Optional[int] = integer(None, ge=1, nullable=True)
+    figure_images: int = integer(6, ge=1)
+
+
 # -- the top level -----------------------------------------------------------------------------------------------
 
 
@@ -402,6 +442,7 @@ class OriginalConfig:
     weight_decay: float = num(1e-4, ge=0)
     batch_size: int = integer(32, ge=1)
     seed: Optional[int] = integer(None, ge=0, nullable=True)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)   # kind: free -> adversarial theta0
 
 
 @dataclass
@@ -441,6 +482,9 @@ class EvalConfig:
     split: str = choice("auto", ("auto", *SPLITS))
     interpreters: List[str] = interpreter_names(["gradcam"])
     figure_images: int = integer(8, ge=0)
+    # interpreters measured with their registry defaults even when one is the fooled interpreter (e.g. [smoothgrad]:
+    # a run fooled through SmoothGrad with n=8 noise samples is measured with SmoothGrad's default n=50)
+    default_settings: List[str] = interpreter_names([])
 
 
 @dataclass
@@ -491,6 +535,8 @@ class TrainConfig:
     select: SelectConfig = field(default_factory=SelectConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     lerma: Optional[LermaConfig] = None
+    adversarial: Any = None                     # conf/adversarial/: none | free (the fooling run's own training)
+    adv_fooling: Optional[AdvFoolingConfig] = None
     cells: Optional[Dict[str, Any]] = None      # per-cell lr / lambda tables of a sweep (sweeps/table4_cells.yaml)
 
 
@@ -514,6 +560,7 @@ GROUP_SCHEMAS = {
                "smoothgrad": SmoothGradConfig, "rsigradcam": RSIGradCAMConfig, "lrp": LRPConfig, "lrpT": LRPTConfig},
     "trainer": {"cpu": TrainerConfig, "gpu": TrainerConfig, "ddp": TrainerConfig},
     "logger": {"csv": LoggerConfig, "wandb": WandbLoggerConfig},
+    "adversarial": {"none": AdversarialConfig, "free": FreeAdversarialConfig},
 }
 
 

@@ -6,4 +6,5 @@ loggers, guards, the theta0 cache) lives in ``interpfool.experiment``.
 JOBS = {
     "fool": "interpfool.jobs.train",    # fine-tune theta0 so that its explanations are fooled (Heo et al. 2019)
     "lerma": "interpfool.jobs.lerma",   # measure the pre-softmax manipulation (Lerma & Lucas 2023), no training
+    "adv_fooling": "interpfool.jobs.adv_fooling",   # free adversarial training, then fooling with it kept (Heo Fig. 4c)
 }
