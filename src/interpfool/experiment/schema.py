@@ -482,9 +482,9 @@ class EvalConfig:
     split: str = choice("auto", ("auto", *SPLITS))
     interpreters: List[str] = interpreter_names(["gradcam"])
     figure_images: int = integer(8, ge=0)
-    # interpreters measured with their registry defaults even when one is the fooled interpreter (e.g. [smoothgrad]:
-    # a run fooled through SmoothGrad with n=8 noise samples is measured with SmoothGrad's default n=50)
-    default_settings: List[str] = interpreter_names([])
+    # name -> keyword arguments: that interpreter is measured as registry-built with them, even when it is the fooled
+    # one (e.g. {smoothgrad: {n: 16}}: a run fooled through SmoothGrad with n=8 is measured with n=16 and fresh noise)
+    interp_kwargs: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -557,7 +557,7 @@ GROUP_SCHEMAS = {
                 "active": ActiveFoolingConfig},
     "interp": {"gradcam": LayerInterpConfig, "gradcam_pos": LayerInterpConfig, "gradcampp": GradCAMPlusPlusConfig,
                "simpleg": InterpConfig, "simplegT": LayerInterpConfig, "gradinput": InterpConfig, "ig": IGConfig,
-               "smoothgrad": SmoothGradConfig, "rsigradcam": RSIGradCAMConfig, "lrp": LRPConfig, "lrpT": LRPTConfig},
+               "smoothgrad": SmoothGradConfig, "smoothgrad_n8": SmoothGradConfig, "rsigradcam": RSIGradCAMConfig, "lrp": LRPConfig, "lrpT": LRPTConfig},
     "trainer": {"cpu": TrainerConfig, "gpu": TrainerConfig, "ddp": TrainerConfig},
     "logger": {"csv": LoggerConfig, "wandb": WandbLoggerConfig},
     "adversarial": {"none": AdversarialConfig, "free": FreeAdversarialConfig},

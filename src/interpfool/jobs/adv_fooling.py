@@ -132,7 +132,7 @@ def save_figure(curve: list[dict], boundaries: tuple[int, int], images: torch.Te
     ax.set_xlabel("step (phase 2: free adversarial training, then phase 3: fooling)")
     ax.set_ylabel("validation top-1")
     ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize=6, loc="lower left")
+    ax.legend(fontsize=6, loc="center left")     # the middle band: clean curves sit above, PGD below
     ax.set_title("clean and PGD top-1 over the three phases", fontsize=9)
     size = tuple(images.shape[-2:])
     for r, phase in enumerate(PHASES):
