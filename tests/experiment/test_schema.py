@@ -119,6 +119,7 @@ def configs():
         for option in cli.group_options(group):
             yield "config", [f"{group}={option}", *COMPANIONS.get((group, option), [])], group + "."
     yield "config", ["experiment=lerma_presoftmax"], "lerma."
+    yield "config", ["experiment=adv_fooling"], "adv_fooling."
 
 
 def all_cases():

@@ -1,12 +1,14 @@
 """SmoothGrad as the fooled interpreter (Heo et al. 2019, Sec. 5, Figure 5b): the Location objective through
 SmoothGrad has exact second-order gradients, a few steps lower the SmoothGrad Location penalty, and a run fooled
-through SmoothGrad with few noise samples is measured with SmoothGrad's defaults (``eval.default_settings``)."""
+through SmoothGrad with few noise samples is measured with another SmoothGrad (``eval.interp_kwargs``)."""
 import functools
 
+import pytest
 import torch
 
 from interpfool import interpreters, models
 from interpfool.experiment.build import checked_build
+from interpfool.experiment.cli import BadInput
 from interpfool.fooling import FoolingModule, LocationFooling
 from interpfool.gradcheck import directional_fd_check
 
@@ -56,14 +58,15 @@ def test_a_few_steps_through_smoothgrad_lower_the_smoothgrad_location_penalty():
     assert after < before - 0.02, (before, after)
 
 
-def test_eval_default_settings_measures_smoothgrad_with_its_defaults(compose_cfg):
-    cfg = compose_cfg(["experiment=synthetic_smoothgrad", "model.width=4", "data.train_size=48", "data.val_size=16",
-                       "data.test_size=8"])
-    built = checked_build(cfg)
+def test_eval_interp_kwargs_measure_smoothgrad_with_its_own_settings(compose_cfg):
+    tiny = ["model.width=4", "data.train_size=48", "data.val_size=16", "data.test_size=8"]
+    built = checked_build(compose_cfg(["experiment=synthetic_smoothgrad", *tiny]))
     assert built.interp(net=built.net).n == 8                       # the attacker's SmoothGrad
-    assert built.eval_interps["smoothgrad"](net=built.net).n == 50  # the measurement's
+    assert built.eval_interps["smoothgrad"](net=built.net).n == 16  # the measurement's (eval.interp_kwargs)
     assert set(built.eval_interps) == {"smoothgrad", "simpleg"}
-    plain = checked_build(compose_cfg(["interp=smoothgrad", "interp.n=8", "eval.interpreters=[smoothgrad]",
-                                       "model.width=4", "data.train_size=48", "data.val_size=16",
-                                       "data.test_size=8"]))
+    plain = checked_build(compose_cfg(["interp=smoothgrad_n8", "eval.interpreters=[smoothgrad]", *tiny]))
     assert plain.eval_interps["smoothgrad"](net=plain.net).n == 8   # default: the run's own settings
+    with pytest.raises(BadInput, match="eval.interp_kwargs names gradinput"):
+        checked_build(compose_cfg(["experiment=synthetic_smoothgrad", "+eval.interp_kwargs.gradinput={}", *tiny]))
+    with pytest.raises(BadInput, match="eval.interp_kwargs.smoothgrad"):
+        checked_build(compose_cfg(["experiment=synthetic_smoothgrad", "+eval.interp_kwargs.smoothgrad.bogus=1", *tiny]))

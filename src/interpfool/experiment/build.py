@@ -72,7 +72,8 @@ def build_all(cfg: DictConfig) -> Built:
         check_collage_data(data, fooling)
     check_whole_batches(data, fooling)
     names = list(dict.fromkeys([interp_name, *cfg.eval.interpreters]))
-    given = OmegaConf.to_container(cfg.eval.get("interp_kwargs") or {}, resolve=True)
+    given = cfg.eval.get("interp_kwargs")
+    given = OmegaConf.to_container(given, resolve=True) if given is not None else {}
     unknown = sorted(set(given) - set(names))
     if unknown:
         raise ValueError(f"eval.interp_kwargs names {', '.join(unknown)}; allowed: interpreters of eval.interpreters "
