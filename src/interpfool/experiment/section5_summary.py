@@ -56,7 +56,8 @@ def smoothgrad_summary(runs: list[dict]) -> dict:
             "steps": [r["steps"] for r in runs], "selected_steps": [r["selected"]["step"] for r in runs],
             "within_budget": [r["selected"].get("within_budget") for r in runs], "accuracy": acc,
             "top1_drop_points": stat([r["top1_drop_points"] for r in runs]), "top5_drop_points": stat(drop5),
-            "fsr": fsr}
+            "fsr": fsr, "test_loss_mean": {name: {m: stat([r["test_loss_mean"][name][m] for r in runs])
+                                                  for m in ("theta0", "theta_star")} for name in runs[0]["fsr"]}}
 
 
 def pm(s: dict | None, digits: int = 1) -> str:
@@ -76,14 +77,18 @@ def markdown(summary: dict) -> str:
         lines.append("")
     sg = {k: v for k, v in summary.items() if v["kind"] == "smoothgrad"}
     if sg:
-        lines += ["| data | fooled through | top-1 θ0 → θ* (%) | top-1 drop (pt) | top-5 drop (pt) | FSR SimpleGrad "
-                  "θ0 → θ* (%) | FSR SmoothGrad θ0 → θ* (%) | selected steps |", "|---|---|---|---|---|---|---|---|"]
+        lines += ["| run | fooled through | top-1 θ0 → θ* (%) | top-1 drop (pt) | top-5 drop (pt) | FSR SimpleGrad "
+                  "θ0 → θ* (%) | FSR SmoothGrad θ0 → θ* (%) | Location loss SimpleGrad θ0 → θ* | Location loss "
+                  "SmoothGrad θ0 → θ* | selected steps |", "|---|---|---|---|---|---|---|---|---|---|"]
         for name, s in sg.items():
             f = s["fsr"]
-            lines.append(f"| {s['data']} | {s['fooled_interpreter']} | {pm(s['accuracy']['theta0']['top1'])} → "
+            t = s["test_loss_mean"]
+            lines.append(f"| {name} | {s['fooled_interpreter']} | {pm(s['accuracy']['theta0']['top1'])} → "
                          f"{pm(s['accuracy']['theta_star']['top1'])} | {pm(s['top1_drop_points'], 2)} | "
                          f"{pm(s['top5_drop_points'], 2)} | {pm(f['simpleg']['theta0'])} → {pm(f['simpleg']['theta_star'])}"
                          f" | {pm(f['smoothgrad']['theta0'])} → {pm(f['smoothgrad']['theta_star'])} | "
+                         f"{pm(t['simpleg']['theta0'], 3)} → {pm(t['simpleg']['theta_star'], 3)} | "
+                         f"{pm(t['smoothgrad']['theta0'], 3)} → {pm(t['smoothgrad']['theta_star'], 3)} | "
                          f"{', '.join(map(str, s['selected_steps']))} |")
     return "\n".join(lines) + "\n"
 
