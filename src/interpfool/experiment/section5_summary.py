@@ -24,7 +24,7 @@ def stat(values: list[float]) -> dict:
 
 def reports(sweep: Path) -> list[dict]:
     """The report.json of every job folder of a multirun, by seed."""
-    found = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/report.json"))]
+    found = [{**json.loads(p.read_text()), "folder": str(p.parent)} for p in sorted(sweep.glob("*/report.json"))]
     return sorted(found, key=lambda r: r["seed"])
 
 
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
         s.update({"kind": kind, "sweep": str(sweep)})
         summary[sweep.name] = s
         if args.figures:
-            first = Path(runs[0]["paths"]["run_dir"])
+            first = Path(runs[0]["folder"])         # the lowest seed's run (the folder may have moved since)
             src = first / ("adv_fooling.png" if kind == "adv_fooling" else "heatmaps.png")
             args.figures.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, args.figures / f"section5_{sweep.name}.png")
