@@ -123,6 +123,7 @@ def configs():
             yield "config", [f"{group}={option}", *COMPANIONS.get((group, option), [])], group + "."
     yield "config", ["experiment=lerma_presoftmax"], "lerma."
     yield "config", ["experiment=attacks"], "attacks."
+    yield "config", ["experiment=adv_fooling"], "adv_fooling."
 
 
 def all_cases():

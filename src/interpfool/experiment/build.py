@@ -9,6 +9,7 @@ from typing import Any, Callable
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+import torch
 from torch import nn
 
 from interpfool import interpreters
@@ -32,13 +33,18 @@ class Built:
     eval_interps: dict[str, Callable]
 
 
-def interp_factory(spec: Any) -> Callable:
-    """A ``conf/interp`` node (``_target_`` + ``_partial_``) or a registry name -> factory(net=...)."""
+def interp_factory(spec: Any, **kwargs) -> Callable:
+    """A ``conf/interp`` node (``_target_`` + ``_partial_``) or a registry name (with ``kwargs``) -> factory(net=...)."""
     if isinstance(spec, str):
         if spec not in interpreters.REGISTRY:
             raise ValueError(f"unknown interpreter {spec!r}; allowed: {', '.join(interpreters.names())}")
         cls = interpreters.REGISTRY[spec]
-        return lambda net, cls=cls, **kwargs: cls(net, **kwargs)
+        try:
+            cls(torch.nn.Identity(), **kwargs) if kwargs and not cls.uses_layer else None
+        except TypeError as err:
+            raise ValueError(f"eval.interp_kwargs.{spec}={kwargs}: {err}") from None
+        # per-call settings (a defense's other layer or score) on top of the factory's own
+        return lambda net, cls=cls, **more: cls(net, **{**kwargs, **more})
     return instantiate(spec)
 
 
@@ -67,7 +73,14 @@ def build_all(cfg: DictConfig) -> Built:
         check_collage_data(data, fooling)
     check_whole_batches(data, fooling)
     names = list(dict.fromkeys([interp_name, *cfg.eval.interpreters]))
-    eval_interps = {n: (make_interp if n == interp_name else interp_factory(n)) for n in names}
+    given = cfg.eval.get("interp_kwargs")
+    given = OmegaConf.to_container(given, resolve=True) if given is not None else {}
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        raise ValueError(f"eval.interp_kwargs names {', '.join(unknown)}; allowed: interpreters of eval.interpreters "
+                         f"or the fooled one ({', '.join(names)})")
+    eval_interps = {n: (interp_factory(n, **given[n]) if n in given else make_interp if n == interp_name
+                        else interp_factory(n)) for n in names}
     for make in eval_interps.values():
         make(net=net)
     return Built(data, net, make_interp, interp_name, fooling, eval_interps)

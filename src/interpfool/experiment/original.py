@@ -49,28 +49,50 @@ def seed_all(seed: int) -> None:
 
 
 class ClassifierModule(L.LightningModule):
-    """Plain cross-entropy training of the original classifier (AdamW, one-cycle schedule).
+    """Cross-entropy training of the original classifier (AdamW, one-cycle schedule).
 
     The flip augmentation draws from its own generator seeded with ``seed``; dropout draws from the
-    global RNG (seeded by ``seed_all`` before training)."""
+    global RNG (seeded by ``seed_all`` before training).
 
-    def __init__(self, net: nn.Module, lr: float = 2e-3, weight_decay: float = 1e-4, epochs: int = 1, seed: int = 0):
+    ``adversary`` (``adversarial.FreeAdversary``): free adversarial training (Shafahi et al. 2019, Alg. 1): the
+    loader replays each batch ``adversary.replays`` times (``adversarial.ReplayLoader``; one flip draw per batch,
+    kept over its replays), the loss is CE at x + delta, and delta ascends its gradient from the same backward
+    (``on_after_backward``). ``pgd`` (``adversarial.PGDSpec``): validation also logs ``original/val_acc_pgd``."""
+
+    def __init__(self, net: nn.Module, lr: float = 2e-3, weight_decay: float = 1e-4, epochs: int = 1, seed: int = 0,
+                 adversary: Any = None, pgd: Any = None):
         super().__init__()
         self.net, self.lr, self.weight_decay, self.epochs = net, lr, weight_decay, epochs
         self.flip_generator = torch.Generator().manual_seed(seed)
+        self.adversary, self.pgd = adversary, pgd
+        self._steps_seen, self._flip = 0, False
 
     def training_step(self, batch, _idx):
         x, y = batch[0], batch[1]
-        # horizontal flip of the batch: every shape class is flip-closed up to rotation
-        if torch.rand((), generator=self.flip_generator) < 0.5:
+        # horizontal flip of the batch: every shape class is flip-closed up to rotation (drawn once per batch:
+        # free adversarial training's replays of a batch see the same images)
+        replays = 1 if self.adversary is None else self.adversary.replays
+        if self._steps_seen % replays == 0:
+            self._flip = bool(torch.rand((), generator=self.flip_generator) < 0.5)
+        self._steps_seen += 1
+        if self._flip:
             x = x.flip(-1)
+        if self.adversary is not None:
+            x = self.adversary.perturb(x)            # clip_[0,1](x + delta), delta a leaf of this step's graph
         loss = F.cross_entropy(self.net(x), y)
         self.log("original/train_loss", loss, prog_bar=True)
         return loss
 
-    def validation_step(self, batch, _idx):
+    def on_after_backward(self):
+        if self.adversary is not None:               # Shafahi Alg. 1: delta from the same backward as theta's grad
+            self.adversary.ascend()
+
+    def validation_step(self, batch, idx):
         x, y = batch[0], batch[1]
         self.log("original/val_acc", (self.net(x).argmax(1) == y).float().mean(), prog_bar=True)
+        if self.pgd is not None and self.pgd.wants(idx):
+            correct = self.pgd.correct(self.net, x, y, seed=idx)
+            self.log("original/val_acc_pgd", correct.float().mean(), prog_bar=True, batch_size=len(y))
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -153,6 +175,11 @@ def original_key(cfg: DictConfig) -> dict:
         data.pop(k, None)
     original = OmegaConf.to_container(cfg.original, resolve=True)
     original.pop("seed", None)
+    adversarial = original.pop("adversarial", None) or {}
+    if adversarial.get("kind", "none") != "none":
+        # an adversarially trained theta0 is another cache entry; its PGD validation settings change no weight.
+        # Plain training leaves the key as it was before this option existed (earlier caches stay valid).
+        original["adversarial"] = {k: v for k, v in adversarial.items() if not k.startswith("pgd_")}
     return {"model": model, "data": data, "original": original, "seed": original_seed(cfg)}
 
 
@@ -239,13 +266,19 @@ def obtain_original(cfg: DictConfig, built: Built, accelerator: str,
     # not of what the build drew before (the same cache key must mean the same weights, whatever the run seed)
     net.load_state_dict(instantiate(cfg.model).state_dict())   # fresh initial weights under theta0's seed
     loader, val = original_loaders(cfg, built, accelerator)
+    from interpfool.adversarial import ReplayLoader, from_config   # here: light imports for plain runs
+    adversary, pgd = from_config(cfg.original.get("adversarial"), built.data)
+    if adversary is not None:
+        print(f"original model: free adversarial training (Shafahi et al. 2019), eps={adversary.eps:.4g} "
+              f"(pixel units), {adversary.replays} replays per batch")
+        loader = ReplayLoader(loader, adversary.replays)
     trainer = L.Trainer(max_epochs=cfg.original.epochs, accelerator=accelerator, devices=1, logger=False,
                         deterministic=cfg.trainer.get("deterministic", False), enable_checkpointing=False,
-                        enable_model_summary=False,
+                        enable_model_summary=False, inference_mode=pgd is None,   # PGD needs input gradients
                         callbacks=[RunProgressBar("theta0"), Theta0Estimate(cfg.original.epochs), *callbacks],
                         check_val_every_n_epoch=cfg.original.epochs)
-    trainer.fit(ClassifierModule(net, lr=cfg.original.lr, weight_decay=cfg.original.weight_decay, seed=seed),
-                loader, val)
+    trainer.fit(ClassifierModule(net, lr=cfg.original.lr, weight_decay=cfg.original.weight_decay, seed=seed,
+                                 adversary=adversary, pgd=pgd), loader, val)
     net.eval()
     atomic_save(net.state_dict(), path)
     seconds = time.time() - start

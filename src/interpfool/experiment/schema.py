@@ -85,7 +85,8 @@ WANDB_MODES = ("offline", "online", "disabled")
 CHECK_IMAGES = ("first", "all", "none")
 TORCHVISION_SETS = ("cifar10", "fashion_mnist")
 MASK_KINDS = ("frame", "corner")
-JOBS = ("fool", "lerma", "attacks")
+JOBS = ("fool", "lerma", "attacks", "adv_fooling")
+ADVERSARIAL_KINDS = ("none", "free")
 TARGETS = ("label", "pred")
 SPLITS = ("train", "val", "test")
 SELECT_WEIGHTS = ("best", "last")
@@ -400,6 +401,45 @@ class WandbLoggerConfig(LoggerConfig):
     tags: List[str] = field(default_factory=list)
 
 
+# -- adversarial training (Heo et al. 2019 Sec. 5, Figure 4c; Shafahi et al. 2019) ------------------------------
+
+
+@dataclass
+class AdversarialConfig:
+    """Free adversarial training (``interpfool.adversarial.free``): ``kind: free`` replays each minibatch ``replays``
+    times with a persistent perturbation of L-inf radius ``eps`` (pixel units, [0, 1] images), step ``step`` (null:
+    eps, Shafahi Alg. 1). Validation then also logs PGD top-1: ``pgd_steps`` steps of ``pgd_alpha`` (null:
+    2.5 eps / steps, Madry) in the ``pgd_eps`` ball (null: eps), on the first ``pgd_batches`` batches (null: all)."""
+    kind: str = choice("none", ADVERSARIAL_KINDS)
+    replays: int = integer(4, ge=1)
+    eps: float = num(0.03137254901960784, ge=0, le=1)     # 8 / 255
+    step: Optional[float] = num(None, ge=0, nullable=True)
+    pgd_eps: Optional[float] = num(None, ge=0, le=1, nullable=True)
+    pgd_steps: int = integer(10, ge=1)
+    pgd_alpha: Optional[float] = num(None, gt=0, nullable=True)
+    pgd_batches: Optional[int] = integer(None, ge=1, nullable=True)
+
+
+@dataclass
+class FreeAdversarialConfig(AdversarialConfig):
+    kind: str = choice("free", ADVERSARIAL_KINDS)
+
+
+@dataclass
+class AdvFoolingConfig:
+    """``experiment=adv_fooling`` (``jobs.adv_fooling``): phase 2, free adversarial training from theta0 (AdamW at
+    ``lr`` with a one-cycle schedule over ``steps`` optimizer steps = replays, validated every ``val_every``
+    steps); phase 3 is the fooling run (``fooling``, ``trainer``) with ``adversarial`` kept on. The test-split
+    PGD top-1 of each phase's model is measured on the first ``pgd_images`` test images (null: all), the figure
+    shows the maps of ``figure_images`` test images."""
+    steps: int = integer(200, ge=1)
+    lr: float = num(1e-3, gt=0)
+    weight_decay: float = num(1e-4, ge=0)
+    val_every: int = integer(50, ge=1)
+    pgd_images: Optional[int] = integer(None, ge=1, nullable=True)
+    figure_images: int = integer(6, ge=1)
+
+
 # -- the top level -----------------------------------------------------------------------------------------------
 
 
@@ -411,6 +451,7 @@ class OriginalConfig:
     weight_decay: float = num(1e-4, ge=0)
     batch_size: int = integer(32, ge=1)
     seed: Optional[int] = integer(None, ge=0, nullable=True)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)   # kind: free -> adversarial theta0
 
 
 @dataclass
@@ -464,6 +505,9 @@ class EvalConfig:
     interpreters: List[str] = interpreter_names(["gradcam"])
     figure_images: int = integer(8, ge=0)
     defenses: List[str] = defense_specs([])     # explanation-time defenses of the fooled interpreter
+    # name -> keyword arguments: that interpreter is measured as registry-built with them, even when it is the fooled
+    # one (e.g. {smoothgrad: {n: 16}}: a run fooled through SmoothGrad with n=8 is measured with n=16 and fresh noise)
+    interp_kwargs: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -564,6 +608,8 @@ class TrainConfig:
     record_maps: RecordMapsConfig = field(default_factory=RecordMapsConfig)
     lerma: Optional[LermaConfig] = None
     attacks: Optional[AttacksConfig] = None
+    adversarial: Any = None                     # conf/adversarial/: none | free (the fooling run's own training)
+    adv_fooling: Optional[AdvFoolingConfig] = None
     cells: Optional[Dict[str, Any]] = None      # per-cell lr / lambda tables of a sweep (sweeps/table4_cells.yaml)
 
 
@@ -615,10 +661,11 @@ GROUP_SCHEMAS = {
                 "active": ActiveFoolingConfig},
     "interp": {"gradcam": LayerInterpConfig, "gradcam_pos": LayerInterpConfig, "gradcampp": GradCAMPlusPlusConfig,
                "simpleg": InterpConfig, "simplegT": LayerInterpConfig, "gradinput": InterpConfig, "ig": IGConfig,
-               "smoothgrad": SmoothGradConfig, "smoothgrad_fast": SmoothGradConfig, "ig_fast": IGConfig,
+               "smoothgrad": SmoothGradConfig, "smoothgrad_n8": SmoothGradConfig, "ig_steps8": IGConfig,
                "rsigradcam": RSIGradCAMConfig, "lrp": LRPConfig, "lrpT": LRPTConfig},
     "trainer": {"cpu": TrainerConfig, "gpu": TrainerConfig, "ddp": TrainerConfig},
     "logger": {"csv": LoggerConfig, "wandb": WandbLoggerConfig},
+    "adversarial": {"none": AdversarialConfig, "free": FreeAdversarialConfig},
 }
 
 

@@ -25,6 +25,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from interpfool.fooling.penalties.base import Fooling
@@ -75,8 +76,12 @@ class FoolingModule(L.LightningModule):
 
     def __init__(self, net: nn.Module, interp: InterpreterFactory, fooling: Fooling, lam: float = 1.0,
                  lr: float = 1e-4, target: str = "label", num_classes: int | None = None,
-                 interp_name: str | None = None, max_top1_drop: float = 3.0, original_cache: int = 0):
+                 interp_name: str | None = None, max_top1_drop: float = 3.0, original_cache: int = 0,
+                 adversary=None, pgd=None):
         super().__init__()
+        # free adversarial training kept on during fooling (Heo et al. 2019, Fig. 4c; ``adversarial.free``): CE at
+        # x + delta, the penalty on the clean maps, delta from the same backward; ``pgd``: val/acc_top1_pgd
+        self.adversary, self.pgd = adversary, pgd
         self.check_hyper(lam, lr, target)
         if not max_top1_drop >= 0:
             raise ValueError(f"select.max_top1_drop={max_top1_drop}; allowed: >= 0 (top-1 points)")
@@ -97,6 +102,7 @@ class FoolingModule(L.LightningModule):
         self.val_top5 = MulticlassAccuracy(num_classes, top_k=min(5, num_classes), **acc)
         self.val_top1_0 = MulticlassAccuracy(num_classes, top_k=1, **acc)       # theta0, same images
         self.val_fsr = nn.ModuleList([FoolingSuccessRate() for _ in (self.fooling.classes or (None,))])
+        self.val_top1_pgd = MeanMetric() if pgd is not None else None
 
     @staticmethod
     def check_hyper(lam: float, lr: float, target: str) -> None:
@@ -178,12 +184,17 @@ class FoolingModule(L.LightningModule):
         if self.fooling.classes:
             if collage is None:
                 raise ValueError(f"{self.fooling.name} fooling needs a collage batch next to the image batch")
-            logits = self.net(x)
+            logits = self.net(x if self.adversary is None else self.adversary.perturb(x))
             fwd = self.interp.forward(collage)
             inputs, labels, index = collage, None, None
         else:
             fwd = self.interp.forward(x)
             logits, inputs, labels = fwd.logits, x, y
+            if self.adversary is not None:
+                # free adversarial training (Shafahi et al. 2019, Alg. 1) kept on: CE at x + delta (a second forward,
+                # still one backward); the penalty stays on the clean maps, which FSR measures, so delta's gradient
+                # is CE's alone
+                logits = self.net(self.adversary.perturb(x))
         ce = F.cross_entropy(logits, y)
         h = self.explain(self.interp, fwd, labels, create_graph=True)
         penalty = self.fooling.penalty(h, self.original_maps(inputs, labels, index, new)).mean()
@@ -215,9 +226,15 @@ class FoolingModule(L.LightningModule):
         self.log("train/zero_maps", zero_map_share(out["maps"].detach().flatten(0, -3)), on_step=True, on_epoch=False)
         return out["loss"]
 
+    def on_after_backward(self):
+        if self.adversary is not None:       # Shafahi Alg. 1: delta ascends its gradient from this step's backward
+            self.adversary.ascend()
+
     # -- validation ----------------------------------------------------------------------------
     def validation_step(self, batch, _idx, dataloader_idx: int = 0):
         x = batch[0]
+        if self.val_top1_pgd is not None and dataloader_idx == 0 and self.pgd.wants(_idx):
+            self.val_top1_pgd.update(self.pgd.correct(self.net, x, batch[1], seed=_idx).float())
         if self.fooling.classes and dataloader_idx == 0:       # swap fooling: images -> accuracy only
             logits = self.net(x)
             self.val_top1.update(logits, batch[1])
@@ -254,6 +271,9 @@ class FoolingModule(L.LightningModule):
                 f"val/fsr/{name}": torch.stack(rates).mean()}
         if self.fooling.classes:        # FSR(c1), FSR(c2); val/fsr/<interp> is their mean
             logs.update({f"val/fsr/{name}/c{k + 1}": rate for k, rate in enumerate(rates)})
+        if self.val_top1_pgd is not None:
+            logs["val/acc_top1_pgd"] = self.val_top1_pgd.compute()
+            self.val_top1_pgd.reset()
         self.log_dict(logs, prog_bar=True)
         self.log_dict({"val/top1_drop_points": drop,
                        "val/select_score": selection_score(worst, drop, self.max_top1_drop)})
@@ -268,6 +288,12 @@ class FoolingModule(L.LightningModule):
         state = checkpoint.get("state_dict", {})
         for key in [k for k in state if k.startswith("net0.")]:
             del state[key]
+        if self.adversary is not None:       # free adversarial training's persistent perturbation
+            checkpoint["free_adversarial"] = self.adversary.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self.adversary is not None and "free_adversarial" in checkpoint:
+            self.adversary.load_state_dict(checkpoint["free_adversarial"])
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Strict loading of a checkpoint written without theta0 (``on_save_checkpoint``): this module's own

@@ -7,7 +7,7 @@
 Reads every run's ``report.json`` (``experiment.grid_summary.run_rows``) and writes one record per
 benchmark x model x fooling x interpreter x defense (``defense: none`` = the undefended map) with ``fsr_mean``,
 ``fsr_std`` (ddof=1 over seeds), ``top1_drop_mean`` and ``seeds``; FSR is the attacker's success measured by
-the evaluation's interpreter (``eval.default_settings``: SmoothGrad / IG at their default sample counts even
+the evaluation's interpreter (``eval.interp_kwargs``: SmoothGrad / IG at their default sample counts even
 where the attacker used fewer). A cell counts as within the accuracy budget when its mean top-1 drop is at most
 ``--budget`` points. The page ranks interpreters per benchmark, model and fooling by the FSR an attacker
 reaches (lowest first: hardest to fool), ranks defenses by the FSR they undo on average, and shows the

@@ -21,6 +21,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from interpfool.adversarial import ReplayLoader
+from interpfool.adversarial import from_config as adversarial_from_config
 from interpfool.experiment import distributed as dist_env
 from interpfool.experiment import record_maps
 from interpfool.experiment.build import Built, checked_build, eval_loaders, fit_loaders
@@ -117,6 +119,16 @@ class SameFolderCheckpointIO(TorchCheckpointIO):
 
 
 
+def adversarial_training(cfg: DictConfig, built: Built):
+    """(adversary, validation PGD) of ``cfg.adversarial`` (``conf/adversarial/``), (None, None) when off; a data module
+    without mean / std is refused in one line."""
+    try:
+        adversarial_from_config(cfg.original.get("adversarial"), built.data)   # theta0's (obtain_original) too
+        return adversarial_from_config(cfg.get("adversarial"), built.data)
+    except ValueError as err:
+        raise BadInput(str(err)) from None
+
+
 def selection(cfg: DictConfig) -> dict:
     """``select``: which weights the final evaluation takes: the last step's, or the best validation's (values
     checked by the schema, ``experiment.schema.SelectConfig``)."""
@@ -151,6 +163,7 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict | None
     (config.yaml, fooled.pt, report.json, figures, CSVs); the other ranks return None."""
     seed_all(cfg.seed)   # before anything is built: the model's initial weights come from the global RNG
     built = checked_build(cfg)
+    adversary, pgd = adversarial_training(cfg, built)    # checked before anything trains
     run_dir = Path(run_dir)
     ckpt = resolve_ckpt(cfg.get("ckpt_path"), run_dir)
     if ckpt:
@@ -169,7 +182,7 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict | None
     fooled = copy.deepcopy(net0)
     module = FoolingModule(fooled, built.interp, built.fooling, lam=float(cfg.fooling.lam), lr=float(cfg.fooling.lr),
                            target=cfg.target, interp_name=built.interp_name, max_top1_drop=select["max_top1_drop"],
-                           original_cache=original_cache_size(cfg, built))
+                           original_cache=original_cache_size(cfg, built), adversary=adversary, pgd=pgd)
     run_name = f"{cfg.model.name}-{cfg.fooling.name}-{built.interp_name}"
     logger = make_logger(cfg.logger, run_dir, run_name, OmegaConf.to_container(cfg, resolve=True), group=group)
     launcher_env = dist_env.launcher_env()
@@ -199,6 +212,8 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict | None
             atomic_write_text(OmegaConf.to_yaml(cfg, resolve=True), run_dir / "config.yaml")   # eval.py reads it
         built.data.trainer = trainer   # resumable loaders read the global step from it
         train_loader, val_loaders = fit_loaders(built.data, built.fooling)
+        if adversary is not None:            # free adversarial training: each batch replayed m times
+            train_loader = ReplayLoader(train_loader, adversary.replays)
         seed_all(cfg.seed)   # the same draws whether theta0 was just trained or read from the cache
         start = time.time()
         trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loaders, ckpt_path=ckpt)
