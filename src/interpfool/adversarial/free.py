@@ -22,7 +22,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from interpfool.adversarial.robust_accuracy import _stat, pgd_correct
+from interpfool.adversarial.robust_accuracy import pgd_correct
+from interpfool.attacks.pixels import PixelSpace
 
 KINDS = ("none", "free")
 
@@ -60,8 +61,8 @@ class FreeAdversary:
         """The model input of clip_[0,1](pixel(x) + delta): normalised like ``x``, differentiable w.r.t. delta."""
         leaf = self._slots(x)[:x.shape[0]].clone().requires_grad_(True)
         self._leaf = leaf
-        mean, std = _stat(self.mean, x), _stat(self.std, x)
-        return ((x * std + mean + leaf).clamp(0, 1) - mean) / std
+        space = PixelSpace.of(x, self.mean, self.std)          # Shafahi et al. 2019, Alg. 1: x + delta, in [0, 1]
+        return space.to_input(space.valid(space.to_pixels(x) + leaf))
 
     def ascend(self) -> bool:
         """After the step's backward: delta <- clip(delta + step * sign(grad delta)) (Alg. 1); False when this
