@@ -3,3 +3,17 @@
 TINY = ["data.train_size=48", "data.val_size=16", "data.test_size=8", "data.eval_batch_size=16", "data.batch_size=8",
         "original.epochs=1", "original.batch_size=16", "trainer.max_steps=2", "trainer.val_check_interval=1",
         "eval.figure_images=2", "model.width=4", "eval.split=val"]
+
+
+def compose(name: str, overrides: list[str]):
+    """Compose ``conf/<name>.yaml`` with ``overrides`` through Hydra's compose API (as the entry points would)."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from interpfool.experiment.cli import CONF_DIR
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return hydra_compose(config_name=name, overrides=overrides)
+    finally:
+        GlobalHydra.instance().clear()

@@ -7,25 +7,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
-from interpfool.experiment.cli import CONF_DIR
 from interpfool.jobs.audit import run_audit
 from interpfool.jobs.train import run
 from tiny_run import TINY
+from tiny_run import compose as _compose
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["audit.images=16", "audit.aopc.images=4", "audit.aopc.steps=3", "audit.aopc.cell=8", "logger=csv"]
 
-
-def _compose(name, overrides):
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(config_name=name, overrides=overrides)
-    finally:
-        GlobalHydra.instance().clear()
 
 
 @pytest.fixture(scope="module")

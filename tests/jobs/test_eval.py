@@ -10,26 +10,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
-from interpfool.experiment.cli import CONF_DIR, BadInput, preflight
+from interpfool.experiment.cli import BadInput, preflight
 from interpfool.jobs.eval import run_eval
 from interpfool.jobs.train import run
 from tiny_run import TINY
+from tiny_run import compose as _compose
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITE = ["eval.aopc.images=4", "eval.aopc.steps=3", "eval.aopc.cell=8", "eval.robustness.sigmas=[0.0,0.1]",
          "eval.robustness.trials=1", "eval.figure_images=2", "logger=csv"]
 
-
-def _compose(name, overrides):
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(config_name=name, overrides=overrides)
-    finally:
-        GlobalHydra.instance().clear()
 
 
 @pytest.fixture(scope="module")

@@ -5,24 +5,14 @@ import json
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
-from interpfool.experiment.cli import CONF_DIR
 from interpfool.jobs.eval import run_eval
 from interpfool.jobs.train import run
 from tiny_run import TINY
+from tiny_run import compose as _compose
 
 QUIET = ["eval.aopc.images=0", "eval.robustness.sigmas=[]", "eval.figure_images=1", "logger=csv"]
 
-
-def _compose(name, overrides):
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(config_name=name, overrides=overrides)
-    finally:
-        GlobalHydra.instance().clear()
 
 
 @pytest.fixture(scope="module")

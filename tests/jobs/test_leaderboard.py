@@ -5,28 +5,17 @@ import shutil
 import statistics
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
-from interpfool.experiment.cli import CONF_DIR
 from interpfool.jobs.leaderboard import defense_ranking, leaderboard_records, main, rankings
 from interpfool.jobs.train import run
-from tiny_run import TINY
+from tiny_run import TINY, compose
 
-
-def _compose(overrides):
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(config_name="config", overrides=overrides)
-    finally:
-        GlobalHydra.instance().clear()
 
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("lb")
-    run(_compose(TINY + [f"cache_dir={root / 'cache'}", "logger=csv", "eval.interpreters=[gradcam,lrpT]",
+    run(compose("config", TINY + [f"cache_dir={root / 'cache'}", "logger=csv", "eval.interpreters=[gradcam,lrpT]",
                          "eval.defenses=[score,noise:2]"]), root / "sweep" / "0")
     shutil.copytree(root / "sweep" / "0", root / "sweep" / "1")
     path = root / "sweep" / "1" / "report.json"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from interpfool.attacks.pixels import PixelSpace, Stat, check_eps, loss_gradient, resolve_goal
+from interpfool.attacks.pixels import Stat, single_step
 
 
 def fgsm(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float, *, mean: Stat = None, std: Stat = None,
@@ -17,11 +17,5 @@ def fgsm(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float, *,
     [B] tensor; descends that class's CE (p' = p - eps * sign(grad_p CE(f, t))). Returns the adversarial batch
     in the model's input space. ``net`` must be in eval mode (the caller's job); parameters and their ``.grad``
     are not touched."""
-    eps = check_eps(eps)
-    space = PixelSpace.of(x, mean, std, clamp)
-    goal, is_targeted = resolve_goal(net, x, y, targeted)
-    if eps == 0:                                    # no perturbation: the clean batch itself
-        return x.detach().clone()
-    p = space.to_pixels(x)
-    g = loss_gradient(net, space, p, goal, is_targeted)
-    return space.to_input(space.valid(p + eps * g.sign())).detach()   # Goodfellow et al. 2015, Sec. 4
+    return single_step(net, x, y, eps, torch.sign, mean=mean, std=std, clamp=clamp,   # Goodfellow 2015, Sec. 4
+                       targeted=targeted)

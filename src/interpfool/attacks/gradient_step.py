@@ -7,20 +7,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from interpfool.attacks.pixels import PixelSpace, Stat, check_eps, loss_gradient, resolve_goal
+from interpfool.attacks.pixels import Stat, single_step
 
 
 def gradient_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float, *, mean: Stat = None,
                   std: Stat = None, clamp=(0.0, 1.0), targeted=None) -> torch.Tensor:
     """p' = clip(p + eps * g / max|g|), g = grad_p J per image (J as in ``fgsm``: untargeted CE of ``y``, or minus
     the CE of ``targeted``). Returns the batch in the model's input space; ``net`` in eval mode (caller)."""
-    eps = check_eps(eps)
-    space = PixelSpace.of(x, mean, std, clamp)
-    goal, is_targeted = resolve_goal(net, x, y, targeted)
-    if eps == 0:                                    # no perturbation: the clean batch itself
-        return x.detach().clone()
-    p = space.to_pixels(x)
-    g = loss_gradient(net, space, p, goal, is_targeted)
+    return single_step(net, x, y, eps, max_normalised, mean=mean, std=std, clamp=clamp, targeted=targeted)
+
+
+def max_normalised(g: torch.Tensor) -> torch.Tensor:
+    """g / max|g| per image (the notes: a' = a + eps * g / max(g)); zero where the gradient is zero."""
     top = g.flatten(1).abs().amax(1).view(-1, *([1] * (g.dim() - 1)))
-    step = torch.where(top > 0, g / torch.where(top > 0, top, torch.ones_like(top)), torch.zeros_like(g))
-    return space.to_input(space.valid(p + eps * step)).detach()        # notes: a' = a + eps * g / max(g)
+    return torch.where(top > 0, g / torch.where(top > 0, top, torch.ones_like(top)), torch.zeros_like(g))

@@ -129,3 +129,17 @@ def loss_gradient(net: nn.Module, space: PixelSpace, p: torch.Tensor, goal: torc
         ce = F.cross_entropy(net(space.to_input(leaf)), goal, reduction="sum")
         (grad,) = torch.autograd.grad(-ce if targeted else ce, leaf)
     return grad
+
+
+def single_step(net: nn.Module, x: torch.Tensor, y, eps: float, direction, *, mean: Stat = None, std: Stat = None,
+                clamp=(0.0, 1.0), targeted=None) -> torch.Tensor:
+    """p' = clip(p + eps * direction(g)), g = grad_p J (``loss_gradient``), back in the model's input space; the clean
+    batch itself for eps 0. The one-step attacks (``fgsm``, ``gradient_step``) differ only in ``direction``."""
+    eps = check_eps(eps)
+    space = PixelSpace.of(x, mean, std, clamp)
+    goal, is_targeted = resolve_goal(net, x, y, targeted)
+    if eps == 0:                                    # no perturbation: the clean batch itself
+        return x.detach().clone()
+    p = space.to_pixels(x)
+    g = loss_gradient(net, space, p, goal, is_targeted)
+    return space.to_input(space.valid(p + eps * direction(g))).detach()
