@@ -59,8 +59,9 @@ def model_evidence(net: nn.Module, batches: list, make: Callable, aopc: dict | N
             z = net(x)
         logits.append(z.double().cpu())
         top2 = z.topk(2, 1).indices
-        pre_post.append(pre_post_agreement(logit_map(x, top2[:, 0]), prob_map(x, top2[:, 0])))
-        classes.append(class_agreement(logit_map(x, top2[:, 0]), logit_map(x, top2[:, 1])))
+        first = logit_map(x, top2[:, 0])                  # the top class's logit map, used by both comparisons
+        pre_post.append(pre_post_agreement(first, prob_map(x, top2[:, 0])))
+        classes.append(class_agreement(first, logit_map(x, top2[:, 1])))
     out = {"uniform_logit_share": uniform_logit_share(torch.cat(logits)),
            "pre_post_spearman": float(torch.cat(pre_post).mean()),
            "class_spearman": float(torch.cat(classes).mean())}
