@@ -175,3 +175,15 @@ def test_a_wandb_run_keeps_its_files_in_one_folder_warns_nothing_and_counts_step
                 or ("deprecat" in line.lower() and "wandb" in line.lower())], err[-3000:]
     assert "theta0 epoch 1/1" in out and "step 3/3" in out and "Fooling" in out
     assert "Epoch" not in out and "/-2" not in out
+
+
+def test_eval_images_and_similarity_switches_limit_the_evaluation(compose_cfg, tmp_path):
+    """eval.images=n measures the first n images of the split (n_images, per-image losses); eval.similarity=false
+    leaves the map similarity and output fidelity out of the report."""
+    cache = f"cache_dir={tmp_path / 'cache'}"
+    full = run(compose_cfg(TINY + [cache, "logger=csv"]), tmp_path / "full")
+    cut = run(compose_cfg(TINY + [cache, "logger=csv", "eval.images=5", "eval.similarity=false"]), tmp_path / "cut")
+    assert full["n_images"] == 16 and cut["n_images"] == 5
+    assert "similarity" in full and "similarity" not in cut and "fidelity" not in cut
+    rows = (tmp_path / "cut" / "test_losses.csv").read_text().splitlines()[1:]
+    assert len({r.split(",")[0] for r in rows}) == 5

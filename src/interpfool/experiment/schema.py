@@ -508,6 +508,8 @@ class EvalConfig:
     # name -> keyword arguments: that interpreter is measured as registry-built with them, even when it is the fooled
     # one (e.g. {smoothgrad: {n: 16}}: a run fooled through SmoothGrad with n=8 is measured with n=16 and fresh noise)
     interp_kwargs: Dict[str, Any] = field(default_factory=dict)
+    images: Optional[int] = integer(None, ge=1, nullable=True)   # the first n images of the split (null: all)
+    similarity: bool = True     # map similarity to theta0 and output fidelity in the report (Kendall's tau: costly)
 
 
 @dataclass
@@ -662,7 +664,7 @@ GROUP_SCHEMAS = {
     "interp": {"gradcam": LayerInterpConfig, "gradcam_pos": LayerInterpConfig, "gradcampp": GradCAMPlusPlusConfig,
                "simpleg": InterpConfig, "simplegT": LayerInterpConfig, "gradinput": InterpConfig, "ig": IGConfig,
                "smoothgrad": SmoothGradConfig, "smoothgrad_n8": SmoothGradConfig, "ig_steps8": IGConfig,
-               "rsigradcam": RSIGradCAMConfig, "lrp": LRPConfig, "lrpT": LRPTConfig},
+               "rsigradcam": RSIGradCAMConfig, "rsigradcam_steps8": RSIGradCAMConfig, "lrp": LRPConfig, "lrpT": LRPTConfig},
     "trainer": {"cpu": TrainerConfig, "gpu": TrainerConfig, "ddp": TrainerConfig},
     "logger": {"csv": LoggerConfig, "wandb": WandbLoggerConfig},
     "adversarial": {"none": AdversarialConfig, "free": FreeAdversarialConfig},

@@ -28,6 +28,7 @@ from interpfool.experiment import record_maps
 from interpfool.experiment.build import Built, checked_build, eval_loaders, fit_loaders
 from interpfool.experiment.callbacks import StopOnNonFiniteLoss
 from interpfool.experiment.cli import BadInput, reason
+from interpfool.data.first_images import FirstImages
 from interpfool.experiment.evaluate import CSV_COLUMNS, evaluate_defenses, evaluate_pair
 from interpfool.experiment.loggers import finish_logger, log_summary, make_logger, wandb_run_dir
 from interpfool.experiment.original import (atomic_save, atomic_write_text, obtain_original, original_cache_size,
@@ -253,8 +254,11 @@ def evaluate_and_report(cfg: DictConfig, run_dir: Path, built: Built, net0: nn.M
     ``device``: where to evaluate (default: ``dist_env.eval_device(cfg)``, from ``trainer.accelerator``)."""
     device = dist_env.eval_device(cfg) if device is None else torch.device(device)
     loader, collages = eval_loaders(built.data, cfg.eval.split, built.fooling)
+    loader = FirstImages(loader, cfg.eval.get("images"))       # eval.images: the first n (null: the whole split)
+    collages = None if collages is None else FirstImages(collages, cfg.eval.get("images"))
     result = evaluate_pair(net0, net, loader, built.eval_interps, built.fooling, cfg.target, device,
-                           keep_maps=int(cfg.eval.figure_images), collage_batches=collages)
+                           keep_maps=int(cfg.eval.figure_images), collage_batches=collages,
+                           similarity=bool(cfg.eval.get("similarity", True)))
     result["device"] = str(device)
     if len(cfg.eval.get("defenses") or []):          # how much of the fooling each defense undoes
         result["defenses"] = evaluate_defenses(net0, net, loader, built.interp, built.fooling, list(cfg.eval.defenses),
