@@ -4,6 +4,9 @@ each run's report.json holds, to JSON and Markdown, and seed 0's figures copied 
 
     python -m interpfool.experiment.section5_summary multirun/section5/* \\
         --json docs/results/attacks_section5.json --md /tmp/section5_tables.md --figures docs/figures
+
+With --update the studies already in --json stay (in their order) and only the sweeps given are replaced or added, so
+one data set's rows can be rerun without the other's run folders; the Markdown then covers every study in the JSON.
 """
 from __future__ import annotations
 
@@ -32,7 +35,8 @@ def adv_summary(runs: list[dict]) -> dict:
     """Figure 4c: per phase, clean top-1, PGD top-1 and FSR (percent) on the held-out split."""
     out = {"seeds": [r["seed"] for r in runs], "data": runs[0]["data"], "interpreter": runs[0]["interpreter"],
            "split": runs[0]["split"], "adversarial": runs[0]["adversarial"], "pgd": runs[0]["pgd"],
-           "selected_steps": [r["selected"]["step"] for r in runs], "phases": {}}
+           "selected_steps": [r["selected"]["step"] for r in runs],
+           "within_budget": [r["selected"].get("within_budget") for r in runs], "phases": {}}
     for phase in PHASES:
         numbers = {}
         for key in ("top1", "top1_pgd", "fsr"):
@@ -99,8 +103,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--md", type=Path)
     parser.add_argument("--figures", type=Path, help="copy seed 0's figures here")
+    parser.add_argument("--update", action="store_true",
+                        help="keep the studies --json already holds and replace or add only these sweeps' entries")
     args = parser.parse_args(argv)
-    summary = {}
+    summary = json.loads(args.json.read_text()) if args.update and args.json.is_file() else {}
     for sweep in args.sweeps:
         runs = reports(sweep)
         if not runs:
