@@ -25,6 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from interpfool.data.first_images import FirstImages
 from interpfool.experiment.build import checked_build, eval_loaders, interp_factory
 from interpfool.experiment.cli import BadInput
 from interpfool.experiment.evaluate import evaluate_aopc, evaluate_pair
@@ -35,17 +36,6 @@ from interpfool.metrics.manipulation import class_agreement, pre_post_agreement,
 from interpfool.metrics.spearman import spearman
 
 PASSIVE_TESTS = {"location": LocationFooling, "topk": TopKFooling, "center_mass": CenterMassFooling}
-
-
-def _first_images(batches: Iterable, images: int) -> list[tuple[torch.Tensor, ...]]:
-    out, seen = [], 0
-    for batch in batches:
-        if seen >= images:
-            break
-        take = min(images - seen, batch[0].shape[0])
-        out.append(tuple(t[:take] for t in batch))
-        seen += take
-    return out
 
 
 def model_evidence(net: nn.Module, batches: list, make: Callable, aopc: dict | None, device="cpu") -> dict:
@@ -154,7 +144,7 @@ def run_audit(cfg: DictConfig, out_dir: Path, argv: list[str]) -> dict:
     except ValueError as err:
         raise BadInput(f"audit.interpreter: {err}") from None
     loader, _ = eval_loaders(built.data, ccfg.eval.split, LocationFooling())
-    batches = _first_images(loader, a.images)
+    batches = list(FirstImages(loader, int(a.images)))
     aopc = {k: v for k, v in OmegaConf.to_container(a.aopc).items() if k != "interpreter"} if a.aopc.images else None
     result = audit_model(net, batches, make, a.thresholds, reference, aopc)
     result.update({"ckpt": str(weights), "reference": None if reference is None else str(a.reference),
