@@ -1,0 +1,137 @@
+"""Calibrate the manipulation audit (``python eval.py audit``) on models whose history is known.
+
+    python -m interpfool.jobs.audit_calibration --fooled <sweep or run folders> --controls <run folders> \\
+        --out runs/audit_calibration --json docs/results/audit_calibration.json [--lerma-k 10] \\
+        [--images 100] [--aopc-images 50] [--cache-dir DIR]
+
+Every run folder below ``--fooled`` (a ``fooled.pt`` next to its ``config.yaml``: the leaderboard's fooled
+checkpoints) is a manipulated model; every ``--controls`` run (the same fine-tuning with lambda = 0) is an honest
+one; each control with a Lerma & Lucas (2023) pre-softmax shift of ``K = --lerma-k`` (eq. 2: the logits plus K on
+one position, which the softmax cannot see) is a manipulated one. Each model is audited twice, alone and against
+its original (``audit.reference=original``: the cached theta0 of its run's config), with the thresholds of
+``conf/audit.yaml`` (set on synthetic seed 0 before these models existed: docs/defenses_audit.md). The JSON holds
+every audit's flags and verdict and, per kind of model and audit mode, the share called "manipulated": the
+detection rate for fooled and Lerma-shifted models, the false-alarm rate for controls. Audits already written
+(``<out>/<kind>/<name>/<mode>/audit.json``) are read back, not recomputed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from interpfool.experiment.cli import CONF_DIR, BadInput, guarded
+
+MODES = {"alone": [], "reference": ["audit.reference=original"]}
+
+
+def fooled_runs(folders: list[Path]) -> list[Path]:
+    """Every run folder (``fooled.pt`` + ``config.yaml``) at or below ``folders``, sorted."""
+    runs = []
+    for folder in folders:
+        if not folder.is_dir():
+            raise BadInput(f"--fooled {str(folder)!r} is not a folder; allowed: sweep or run folders of train.py")
+        runs += [p.parent for p in folder.rglob("fooled.pt") if (p.parent / "config.yaml").is_file()]
+    return sorted(set(runs))
+
+
+def compose_audit(overrides: list[str]):
+    """``conf/audit.yaml`` with ``overrides``, as ``python eval.py audit`` composes it."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose(config_name="audit", overrides=overrides)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def audit_once(run_dir: Path, out_dir: Path, extra: list[str]) -> dict:
+    """The audit of one run (read back when ``out_dir/audit.json`` exists)."""
+    done = out_dir / "audit.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    from interpfool.jobs.audit import run_audit
+    argv = [f"ckpt={run_dir}", *extra]
+    return run_audit(compose_audit(argv), out_dir, argv)
+
+
+def rates(audits: list[dict]) -> dict:
+    """Per kind (fooled / lerma / control) and mode (alone / reference): the share of audits whose verdict is
+    "manipulated" and the share raising each flag (in [0, 1]), with their count."""
+    out: dict = {}
+    for a in audits:
+        cell = out.setdefault(a["kind"], {}).setdefault(a["mode"], {"n": 0, "manipulated": 0, "flags": {}})
+        cell["n"] += 1
+        cell["manipulated"] += a["verdict"] == "manipulated"
+        for flag, raised in a["flags"].items():
+            cell["flags"][flag] = cell["flags"].get(flag, 0) + bool(raised)
+    for modes in out.values():
+        for cell in modes.values():
+            cell["rate"] = cell.pop("manipulated") / cell["n"]
+            cell["flags"] = {k: v / cell["n"] for k, v in cell["flags"].items()}
+    return out
+
+
+def rates_table(summary: dict) -> str:
+    """Markdown: detection (fooled, Lerma-shifted) and false-alarm (control) rates per audit mode."""
+    lines = ["| models | n | called manipulated, alone | called manipulated, against the original |",
+             "|---|---|---|---|"]
+    names = {"fooled": "fooled (leaderboard)", "lerma": "control + Lerma shift", "control": "lambda = 0 control"}
+    for kind in ("fooled", "lerma", "control"):
+        if kind in summary:
+            m = summary[kind]
+            cells = [f"{100 * m[mode]['rate']:.1f}%" if mode in m else "-" for mode in MODES]
+            n = max(c["n"] for c in m.values())
+            lines.append(f"| {names[kind]} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def calibrate(fooled: list[Path], controls: list[Path], out: Path, lerma_k: float | None, small: list[str]) -> dict:
+    jobs = [("fooled", r, []) for r in fooled_runs(fooled)]
+    for run_dir in controls:
+        if not (run_dir / "fooled.pt").is_file():
+            raise BadInput(f"--controls {str(run_dir)!r} holds no fooled.pt; allowed: run folders of train.py "
+                           f"with fooling.lam=0")
+        jobs.append(("control", run_dir, []))
+        if lerma_k is not None:
+            jobs.append(("lerma", run_dir, [f"audit.presoftmax_k={lerma_k}"]))
+    audits = []
+    for kind, run_dir, extra in jobs:
+        name = "_".join(run_dir.parts[-2:])
+        for mode, ref in MODES.items():
+            print(f"audit {kind} {run_dir} ({mode})", flush=True)
+            result = audit_once(run_dir, out / kind / name / mode, extra + ref + small)
+            audits.append({"kind": kind, "mode": mode, "run": str(run_dir), "verdict": result["verdict"],
+                           "flags": result["flags"], "evidence": result["evidence"]})
+    return {"lerma_k": lerma_k, "settings": small, "rates": rates(audits), "audits": audits}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--fooled", type=Path, nargs="+", required=True)
+    p.add_argument("--controls", type=Path, nargs="*", default=[])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--json", type=Path)
+    p.add_argument("--lerma-k", type=float, default=10.0)
+    p.add_argument("--images", type=int, default=200)
+    p.add_argument("--aopc-images", type=int, default=100)
+    p.add_argument("--cache-dir")
+    a = p.parse_args(argv)
+    if a.images < 1 or a.aopc_images < 0:
+        raise BadInput(f"--images={a.images} / --aopc-images={a.aopc_images}: allowed: images >= 1, aopc-images >= 0")
+    small = [f"audit.images={a.images}", f"audit.aopc.images={a.aopc_images}"]
+    if a.cache_dir:
+        small.append(f"cache_dir={a.cache_dir}")
+    result = calibrate(a.fooled, a.controls, a.out, a.lerma_k, small)
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(result, indent=2))
+    print(rates_table(result["rates"]))
+    return result
+
+
+if __name__ == "__main__":
+    guarded(main, sys.argv[1:])
