@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from interpfool.experiment.cli import BadInput
 from interpfool.jobs.audit import run_audit
 from interpfool.jobs.train import run
 from tiny_run import TINY
@@ -78,3 +79,10 @@ def test_audit_cli_refuses_bad_input_with_one_line(tmp_path):
                               text=True, timeout=300)
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith(start), proc.stderr[-2000:]
+
+
+def test_audit_refuses_more_aopc_steps_than_the_images_have_cells(fooled, tmp_path):
+    argv = [f"ckpt={fooled}", "audit.aopc.steps=100000"] + [a for a in SMALL if not a.startswith("audit.aopc.steps")]
+    with pytest.raises(BadInput, match=r"audit.aopc.steps=100000; allowed: 1\.\.\d+ \(cells of 8 px"):
+        run_audit(_compose("audit", argv), tmp_path, argv)
+    assert not (tmp_path / "audit.json").exists()

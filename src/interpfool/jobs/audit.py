@@ -31,6 +31,7 @@ from interpfool.experiment.cli import BadInput
 from interpfool.experiment.evaluate import evaluate_aopc, evaluate_pair
 from interpfool.experiment.original import seed_all
 from interpfool.fooling.penalties import CenterMassFooling, LocationFooling, TopKFooling
+from interpfool.metrics.aopc import cell_grid
 from interpfool.metrics.fidelity import output_fidelity
 from interpfool.metrics.manipulation import class_agreement, pre_post_agreement, uniform_logit_share
 from interpfool.metrics.spearman import spearman
@@ -146,6 +147,11 @@ def run_audit(cfg: DictConfig, out_dir: Path, argv: list[str]) -> dict:
     loader, _ = eval_loaders(built.data, ccfg.eval.split, LocationFooling())
     batches = list(FirstImages(loader, int(a.images)))
     aopc = {k: v for k, v in OmegaConf.to_container(a.aopc).items() if k != "interpreter"} if a.aopc.images else None
+    if aopc is not None:
+        rows, cols = cell_grid(tuple(batches[0][0].shape[-2:]), int(a.aopc.cell))
+        if not 1 <= int(a.aopc.steps) <= rows * cols:
+            raise BadInput(f"audit.aopc.steps={a.aopc.steps}; allowed: 1..{rows * cols} (cells of {a.aopc.cell} px "
+                           f"in these {batches[0][0].shape[-2]}x{batches[0][0].shape[-1]} images), or audit.aopc.images=0")
     result = audit_model(net, batches, make, a.thresholds, reference, aopc)
     result.update({"ckpt": str(weights), "reference": None if reference is None else str(a.reference),
                    "interpreter": a.interpreter, "images": sum(b[0].shape[0] for b in batches),

@@ -2,7 +2,7 @@
 
     python -m interpfool.jobs.audit_calibration --fooled <sweep or run folders> --controls <run folders> \\
         --out runs/audit_calibration --json docs/results/audit_calibration.json [--lerma-k 10] \\
-        [--images 100] [--aopc-images 50] [--cache-dir DIR]
+        [--images 100] [--aopc-images 50] [--aopc-steps 49] [--cache-dir DIR]
 
 Every run folder below ``--fooled`` (a ``fooled.pt`` next to its ``config.yaml``: the leaderboard's fooled
 checkpoints) is a manipulated model; every ``--controls`` run (the same fine-tuning with lambda = 0) is an honest
@@ -118,11 +118,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--lerma-k", type=float, default=10.0)
     p.add_argument("--images", type=int, default=200)
     p.add_argument("--aopc-images", type=int, default=100)
+    p.add_argument("--aopc-steps", type=int, default=100, help="cells perturbed (at most the image's cells)")
     p.add_argument("--cache-dir")
     a = p.parse_args(argv)
     if a.images < 1 or a.aopc_images < 0:
         raise BadInput(f"--images={a.images} / --aopc-images={a.aopc_images}: allowed: images >= 1, aopc-images >= 0")
-    small = [f"audit.images={a.images}", f"audit.aopc.images={a.aopc_images}"]
+    small = [f"audit.images={a.images}", f"audit.aopc.images={a.aopc_images}", f"audit.aopc.steps={a.aopc_steps}"]
     if a.cache_dir:
         small.append(f"cache_dir={a.cache_dir}")
     result = calibrate(a.fooled, a.controls, a.out, a.lerma_k, small)
