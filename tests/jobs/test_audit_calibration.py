@@ -43,6 +43,8 @@ def test_calibration_audits_every_model_in_both_modes_and_reads_written_audits_b
         ("fooled", "alone"), ("fooled", "reference"), ("control", "alone"), ("control", "reference"),
         ("lerma", "alone"), ("lerma", "reference")]
     assert all(saved["rates"][k][m]["n"] == 1 for k in ("fooled", "control", "lerma") for m in ("alone", "reference"))
+    assert {a["interpreter"] for a in saved["audits"]} == {"gradcam"}     # TINY fools Grad-CAM; controls: gradcam
+    assert saved["rates_by_interpreter"]["gradcam"] == saved["rates"]
     lerma = [a for a in saved["audits"] if a["kind"] == "lerma"]
     assert all(a["flags"]["hidden_logit_shift"] and a["verdict"] == "manipulated" for a in lerma)
     assert all("fsr" in a["evidence"] for a in saved["audits"] if a["mode"] == "reference")
@@ -52,6 +54,17 @@ def test_calibration_audits_every_model_in_both_modes_and_reads_written_audits_b
     stamps = [p.stat().st_mtime_ns for p in written]
     assert main(args)["rates"] == result["rates"]                     # read back, not recomputed
     assert [p.stat().st_mtime_ns for p in written] == stamps
+
+
+def test_controls_are_audited_through_each_control_interpreter(runs, tmp_path):
+    result = main(["--fooled", str(runs / "sweep"), "--controls", str(runs / "control"), "--out", str(tmp_path),
+                   "--images", "16", "--aopc-images", "0", "--interpreter", "simpleg",
+                   "--control-interpreters", "gradcam", "simpleg"])
+    assert [(a["kind"], a["interpreter"]) for a in result["audits"] if a["mode"] == "alone"] == [
+        ("fooled", "simpleg"), ("control", "gradcam"), ("lerma", "gradcam"), ("control", "simpleg"),
+        ("lerma", "simpleg")]
+    assert result["rates_by_interpreter"]["simpleg"]["control"]["alone"]["n"] == 1
+    assert result["rates"]["control"]["alone"]["n"] == 2
 
 
 def test_calibration_refuses_a_control_without_weights_and_a_missing_folder(runs, tmp_path):

@@ -12,7 +12,9 @@ its original (``audit.reference=original``: the cached theta0 of its run's confi
 ``conf/audit.yaml`` (set on synthetic seed 0 before these models existed: docs/defenses_audit.md). The JSON holds
 every audit's flags and verdict and, per kind of model and audit mode, the share called "manipulated": the
 detection rate for fooled and Lerma-shifted models, the false-alarm rate for controls. Audits already written
-(``<out>/<kind>/<name>/<mode>/audit.json``) are read back, not recomputed.
+(``<out>/<kind>/<name>/<interpreter>/<mode>/audit.json``) are read back, not recomputed. A fooled run is audited
+through the interpreter it was fooled through (``--interpreter fooled``: the auditor checks the method in use), the
+controls and their shifted copies through each of ``--control-interpreters``.
 """
 from __future__ import annotations
 
@@ -89,24 +91,43 @@ def rates_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def calibrate(fooled: list[Path], controls: list[Path], out: Path, lerma_k: float | None, small: list[str]) -> dict:
-    jobs = [("fooled", r, []) for r in fooled_runs(fooled)]
+def run_interpreter(run_dir: Path) -> str:
+    """The interpreter a run fooled (its report.json's registry name)."""
+    report = run_dir / "report.json"
+    if not report.is_file():
+        raise BadInput(f"--interpreter fooled: {str(run_dir)!r} has no report.json; allowed: finished train.py runs, "
+                       f"or name the interpreter (--interpreter gradcam)")
+    return json.loads(report.read_text())["interpreter"]
+
+
+def calibrate(fooled: list[Path], controls: list[Path], out: Path, lerma_k: float | None, small: list[str],
+              interpreter: str = "fooled", control_interpreters: tuple[str, ...] = ("gradcam",)) -> dict:
+    """Audit every model (see the module's docstring) in both modes. A fooled run is audited through
+    ``interpreter`` ("fooled": the interpreter it was fooled through), a control and its Lerma-shifted copy
+    through each of ``control_interpreters``."""
+    jobs = [("fooled", r, [], run_interpreter(r) if interpreter == "fooled" else interpreter)
+            for r in fooled_runs(fooled)]
     for run_dir in controls:
         if not (run_dir / "fooled.pt").is_file():
             raise BadInput(f"--controls {str(run_dir)!r} holds no fooled.pt; allowed: run folders of train.py "
                            f"with fooling.lam=0")
-        jobs.append(("control", run_dir, []))
-        if lerma_k is not None:
-            jobs.append(("lerma", run_dir, [f"audit.presoftmax_k={lerma_k}"]))
+        for name in control_interpreters:
+            jobs.append(("control", run_dir, [], name))
+            if lerma_k is not None:
+                jobs.append(("lerma", run_dir, [f"audit.presoftmax_k={lerma_k}"], name))
     audits = []
-    for kind, run_dir, extra in jobs:
+    for kind, run_dir, extra, interp in jobs:
         name = "_".join(run_dir.parts[-2:])
         for mode, ref in MODES.items():
-            print(f"audit {kind} {run_dir} ({mode})", flush=True)
-            result = audit_once(run_dir, out / kind / name / mode, extra + ref + small)
-            audits.append({"kind": kind, "mode": mode, "run": str(run_dir), "verdict": result["verdict"],
-                           "flags": result["flags"], "evidence": result["evidence"]})
-    return {"lerma_k": lerma_k, "settings": small, "rates": rates(audits), "audits": audits}
+            print(f"audit {kind} {run_dir} {interp} ({mode})", flush=True)
+            result = audit_once(run_dir, out / kind / name / interp / mode,
+                                extra + ref + small + [f"audit.interpreter={interp}"])
+            audits.append({"kind": kind, "mode": mode, "run": str(run_dir), "interpreter": interp,
+                           "verdict": result["verdict"], "flags": result["flags"], "evidence": result["evidence"]})
+    by_interp = {i: rates([a for a in audits if a["interpreter"] == i]) for i in dict.fromkeys(a["interpreter"]
+                                                                                                for a in audits)}
+    return {"lerma_k": lerma_k, "settings": small, "rates": rates(audits), "rates_by_interpreter": by_interp,
+            "audits": audits}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -119,6 +140,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--images", type=int, default=200)
     p.add_argument("--aopc-images", type=int, default=100)
     p.add_argument("--aopc-steps", type=int, default=100, help="cells perturbed (at most the image's cells)")
+    p.add_argument("--interpreter", default="fooled", help="fooled (each run's own) or a registry name")
+    p.add_argument("--control-interpreters", nargs="+", default=["gradcam"])
     p.add_argument("--cache-dir")
     a = p.parse_args(argv)
     if a.images < 1 or a.aopc_images < 0:
@@ -126,7 +149,8 @@ def main(argv: list[str] | None = None) -> dict:
     small = [f"audit.images={a.images}", f"audit.aopc.images={a.aopc_images}", f"audit.aopc.steps={a.aopc_steps}"]
     if a.cache_dir:
         small.append(f"cache_dir={a.cache_dir}")
-    result = calibrate(a.fooled, a.controls, a.out, a.lerma_k, small)
+    result = calibrate(a.fooled, a.controls, a.out, a.lerma_k, small, a.interpreter,
+                       tuple(a.control_interpreters))
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(result, indent=2))
