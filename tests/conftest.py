@@ -14,16 +14,8 @@ def _seed():
 @pytest.fixture
 def compose_cfg():
     """Compose ``conf/config.yaml`` with overrides through Hydra's compose API (as train.py would)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from interpfool.experiment.cli import CONF_DIR
+    from interpfool.experiment.cli import compose_config
 
     def make(overrides):
-        GlobalHydra.instance().clear()
-        try:
-            with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-                return compose(config_name="config", overrides=overrides)
-        finally:
-            GlobalHydra.instance().clear()
+        return compose_config("config", overrides)
     return make

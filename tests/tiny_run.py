@@ -7,13 +7,5 @@ TINY = ["data.train_size=48", "data.val_size=16", "data.test_size=8", "data.eval
 
 def compose(name: str, overrides: list[str]):
     """Compose ``conf/<name>.yaml`` with ``overrides`` through Hydra's compose API (as the entry points would)."""
-    from hydra import compose as hydra_compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from interpfool.experiment.cli import CONF_DIR
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return hydra_compose(config_name=name, overrides=overrides)
-    finally:
-        GlobalHydra.instance().clear()
+    from interpfool.experiment.cli import compose_config
+    return compose_config(name, overrides)

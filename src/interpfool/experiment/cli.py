@@ -25,6 +25,7 @@ from typing import Callable
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
 
 import interpfool.experiment.schema  # noqa: F401 - registers the typed schema with Hydra's ConfigStore
 
@@ -153,20 +154,26 @@ def check_run_dir(argv: list[str]) -> None:
              f"allowed: a folder this user can create and write")
 
 
+def compose_config(config_name: str, overrides: list[str], conf_dir: Path = CONF_DIR) -> DictConfig:
+    """``conf/<config_name>.yaml`` with ``overrides`` through Hydra's compose API, as the entry points compose it."""
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+            return compose(config_name=config_name, overrides=overrides)
+    finally:
+        GlobalHydra.instance().clear()
+
+
 def preflight(config_name: str, argv: list[str], conf_dir: Path = CONF_DIR) -> None:
     """Compose once so unknown options fail with one line before Hydra starts a run, and check that an
     explicit ``hydra.run.dir=`` can be written (``check_run_dir``). Other overrides of Hydra's own settings
     are left to Hydra."""
     if not _is_single_run(argv):
         return
-    GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-            cfg = compose(config_name=config_name, overrides=[a for a in argv if not _is_hydra_override(a)])
+        cfg = compose_config(config_name, [a for a in argv if not _is_hydra_override(a)], conf_dir)
     except Exception as err:  # noqa: BLE001 - any composition failure is the user's input
         fail(one_line(err, conf_dir))
-    finally:
-        GlobalHydra.instance().clear()
     from interpfool.experiment.validate import check
     try:
         check(cfg)          # ranges, choices, finite numbers: before Hydra creates the run folder

@@ -23,7 +23,7 @@ import json
 import sys
 from pathlib import Path
 
-from interpfool.experiment.cli import CONF_DIR, BadInput, guarded
+from interpfool.experiment.cli import BadInput, compose_config, guarded
 
 MODES = {"alone": [], "reference": ["audit.reference=original"]}
 
@@ -38,18 +38,6 @@ def fooled_runs(folders: list[Path]) -> list[Path]:
     return sorted(set(runs))
 
 
-def compose_audit(overrides: list[str]):
-    """``conf/audit.yaml`` with ``overrides``, as ``python eval.py audit`` composes it."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(config_name="audit", overrides=overrides)
-    finally:
-        GlobalHydra.instance().clear()
-
-
 def audit_once(run_dir: Path, out_dir: Path, extra: list[str]) -> dict:
     """The audit of one run (read back when ``out_dir/audit.json`` exists)."""
     done = out_dir / "audit.json"
@@ -57,7 +45,7 @@ def audit_once(run_dir: Path, out_dir: Path, extra: list[str]) -> dict:
         return json.loads(done.read_text())
     from interpfool.jobs.audit import run_audit
     argv = [f"ckpt={run_dir}", *extra]
-    return run_audit(compose_audit(argv), out_dir, argv)
+    return run_audit(compose_config("audit", argv), out_dir, argv)
 
 
 def rates(audits: list[dict]) -> dict:
