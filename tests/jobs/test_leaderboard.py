@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from interpfool.jobs.leaderboard import defense_ranking, leaderboard_records, main, rankings
+from interpfool.jobs.leaderboard import defense_ranking, hardest, leaderboard_records, main, rankings
 from interpfool.jobs.train import run
 from tiny_run import TINY, compose
 
@@ -42,8 +42,13 @@ def test_records_are_means_and_stds_over_seeds_per_defense(sweep):
     assert none["seeds"] == [0, 1] and set(none["transfer_fsr_mean"]) == {"gradcam", "lrpT"}
     ranked = rankings(recs)
     assert list(ranked) == ["synthetic / small_vgg / location"]
-    gains = dict((d, g) for d, g, _ in defense_ranking(recs)["synthetic / small_vgg"])
-    assert gains["score"] == pytest.approx(100 * (none["fsr_mean"] - score["fsr_mean"]))
+    rows = {d: (b, a, g, n) for d, b, a, g, n in defense_ranking(recs, min_fsr=0.0, budget_only=False)
+            ["synthetic / small_vgg"]}
+    assert rows["score"] == pytest.approx((100 * none["fsr_mean"], 100 * score["fsr_mean"],
+                                           100 * (none["fsr_mean"] - score["fsr_mean"]), 1))
+    assert defense_ranking(recs, min_fsr=none["fsr_mean"] + 0.01, budget_only=False) == {}   # the attacker lost
+    assert hardest(recs)["synthetic / small_vgg"] == [("gradcam", pytest.approx(100 * none["fsr_mean"]),
+                                                       none["within_budget"])]
 
 
 def test_cli_writes_json_page_and_figure(sweep, tmp_path):
@@ -54,7 +59,7 @@ def test_cli_writes_json_page_and_figure(sweep, tmp_path):
                  "--figure", str(tmp_path / "lb.png")]) == 0
     text = doc.read_text()
     assert "hand-written intro" in text and "hand-written outro" in text and "old" not in text
-    assert "| 1 | gradcam" in text and "### Defenses, synthetic / small_vgg" in text
+    assert "| 1 | gradcam" in text and "### Summary per model family" in text
     assert len(json.loads((tmp_path / "lb.json").read_text())) == 3
     assert (tmp_path / "lb.png").stat().st_size > 1000
     with pytest.raises(SystemExit):

@@ -10,8 +10,8 @@ benchmark x model x fooling x interpreter x defense (``defense: none`` = the und
 the evaluation's interpreter (``eval.interp_kwargs``: SmoothGrad / IG at their default sample counts even
 where the attacker used fewer). A cell counts as within the accuracy budget when its mean top-1 drop is at most
 ``--budget`` points. The page ranks interpreters per benchmark, model and fooling by the FSR an attacker
-reaches (lowest first: hardest to fool), ranks defenses by the FSR they undo on average, and shows the
-transfer matrices; ``--wandb`` also logs the records as a W&B table (offline).
+reaches (lowest first: hardest to fool), summarises each model family, ranks defenses by the FSR they undo on
+the cells the attacker won (FSR >= 50% within budget), and shows the transfer matrices; ``--wandb`` also logs the records as a W&B table (offline).
 """
 from __future__ import annotations
 
@@ -70,19 +70,37 @@ def rankings(recs: list[dict]) -> dict[str, list[dict]]:
     return {k: sorted(v, key=lambda r: (not r["within_budget"], r["fsr_mean"])) for k, v in groups.items()}
 
 
-def defense_ranking(recs: list[dict]) -> dict[str, list[tuple[str, float, int]]]:
-    """Per benchmark/model: defenses ordered by the FSR they undo, averaged over foolings and interpreters
-    (undefended FSR minus defended FSR, in points), with the number of cells averaged."""
-    undefended = {(r["benchmark"], r["model"], r["fooling"], r["interpreter"]): r["fsr_mean"]
-                  for r in recs if r["defense"] == "none"}
-    gains: dict[str, dict[str, list[float]]] = {}
+def defense_ranking(recs: list[dict], min_fsr: float = 0.5, budget_only: bool = True
+                    ) -> dict[str, list[tuple[str, float, float, float, int]]]:
+    """Per benchmark/model: defenses ordered by the FSR they undo on the cells the attacker won (undefended FSR
+    at least ``min_fsr``, and within the accuracy budget when ``budget_only``): (defense, mean FSR before, mean FSR
+    after, points undone = before - after, cells), in points."""
+    won = {(r["benchmark"], r["model"], r["fooling"], r["interpreter"]): r for r in recs
+           if r["defense"] == "none" and r["fsr_mean"] >= min_fsr and (r["within_budget"] or not budget_only)}
+    pairs: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for r in recs:
-        if r["defense"] != "none":
-            key = (r["benchmark"], r["model"], r["fooling"], r["interpreter"])
-            gains.setdefault(f"{r['benchmark']} / {r['model']}", {}).setdefault(r["defense"], []).append(
-                100 * (undefended[key] - r["fsr_mean"]))
-    return {k: sorted(((d, statistics.fmean(v), len(v)) for d, v in g.items()), key=lambda t: -t[1])
-            for k, g in gains.items()}
+        key = (r["benchmark"], r["model"], r["fooling"], r["interpreter"])
+        if r["defense"] != "none" and key in won:
+            pairs.setdefault(f"{r['benchmark']} / {r['model']}", {}).setdefault(r["defense"], []).append(
+                (100 * won[key]["fsr_mean"], 100 * r["fsr_mean"]))
+    out = {}
+    for group, by_defense in pairs.items():
+        rows = [(d, statistics.fmean(b for b, _ in v), statistics.fmean(a for _, a in v),
+                 statistics.fmean(b - a for b, a in v), len(v)) for d, v in by_defense.items()]
+        out[group] = sorted(rows, key=lambda t: -t[3])
+    return out
+
+
+def hardest(recs: list[dict]) -> dict[str, list[tuple[str, float, bool]]]:
+    """Per benchmark/model: interpreters by their undefended FSR averaged over the foolings (lowest first), with
+    whether every one of their cells kept the accuracy budget."""
+    cells: dict[str, dict[str, list[dict]]] = {}
+    for r in recs:
+        if r["defense"] == "none":
+            cells.setdefault(f"{r['benchmark']} / {r['model']}", {}).setdefault(r["interpreter"], []).append(r)
+    return {g: sorted(((i, statistics.fmean(100 * r["fsr_mean"] for r in v), all(r["within_budget"] for r in v))
+                       for i, v in by_interp.items()), key=lambda t: (not t[2], t[1]))
+            for g, by_interp in cells.items()}
 
 
 def markdown(recs: list[dict], budget: float) -> str:
@@ -103,18 +121,35 @@ def markdown(recs: list[dict], budget: float) -> str:
             lines.append(f"| {r['interpreter']} | " + " | ".join(f"{100 * t[c]:.1f}" if t.get(c) is not None else ""
                                                              for c in cols) + " |")
         lines.append("")
-    for group, ranked in defense_ranking(recs).items():
-        lines += [f"### Defenses, {group}", "", "| defense | FSR undone (points, mean over cells) | cells |",
-                  "|---|---|---|"]
-        lines += [f"| {d} | {g:.1f} | {n} |" for d, g, n in ranked] + [""]
+    lines += ["### Summary per model family", "",
+              "Interpreters by their FSR averaged over the foolings of the family (lowest = hardest to fool; only "
+              "interpreters whose every cell kept the budget); the defense that undoes the most FSR on the cells "
+              "the attacker won (FSR >= 50% within budget).", "",
+              "| benchmark / model | hardest to fool (mean FSR %) | easiest to fool (mean FSR %) | best defense: FSR before -> after (cells) |",
+              "|---|---|---|---|"]
+    defenses = defense_ranking(recs)
+    for group, ranked in hardest(recs).items():
+        kept = [t for t in ranked if t[2]]
+        low = [f"{i} ({f:.1f})" for i, f, _ in kept if f <= kept[0][1] + 1e-9] if kept else ["-"]
+        best = defenses.get(group)
+        d = f"{best[0][0]}: {best[0][1]:.1f} -> {best[0][2]:.1f} ({best[0][4]})" if best else "-"
+        lines.append(f"| {group} | {', '.join(low)} | {kept[-1][0]} ({kept[-1][1]:.1f}) | {d} |" if kept
+                     else f"| {group} | - | - | {d} |")
+    lines.append("")
+    for group, ranked in defenses.items():
+        lines += [f"### Defenses, {group}", "",
+                  "On the cells the attacker won (undefended FSR >= 50%, within budget); FSR in %, means over cells.", "",
+                  "| defense | FSR before | FSR after | undone (points) | cells |", "|---|---|---|---|---|"]
+        lines += [f"| {d} | {b:.1f} | {a:.1f} | {g:.1f} | {n} |" for d, b, a, g, n in ranked] + [""]
     return "\n".join(lines)
 
 
 def save_heatmap(recs: list[dict], path: Path) -> Path:
-    """Rows: interpreters; columns: benchmark/model/fooling (x defense); colour: FSR (%)."""
+    """Rows: interpreters; columns: benchmark/model/fooling; colour: the undefended FSR (%)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    recs = [r for r in recs if r["defense"] == "none"]     # the defenses are the page's tables
     rows = sorted({r["interpreter"] for r in recs})
     cols = list(dict.fromkeys(f"{r['benchmark']}/{r['model']}/{r['fooling']}" + ("" if r["defense"] == "none"
                               else f"\n+{r['defense']}") for r in recs))
