@@ -29,12 +29,13 @@ MODES = {"alone": [], "reference": ["audit.reference=original"]}
 
 
 def fooled_runs(folders: list[Path]) -> list[Path]:
-    """Every run folder (``fooled.pt`` + ``config.yaml``) at or below ``folders``, sorted."""
+    """Every finished run folder (``fooled.pt``, ``config.yaml``, ``report.json``) at or below ``folders``, sorted."""
     runs = []
     for folder in folders:
         if not folder.is_dir():
             raise BadInput(f"--fooled {str(folder)!r} is not a folder; allowed: sweep or run folders of train.py")
-        runs += [p.parent for p in folder.rglob("fooled.pt") if (p.parent / "config.yaml").is_file()]
+        runs += [p.parent for p in folder.rglob("fooled.pt")
+                 if (p.parent / "config.yaml").is_file() and (p.parent / "report.json").is_file()]
     return sorted(set(runs))
 
 
