@@ -40,8 +40,8 @@ def test_calibration_audits_every_model_in_both_modes_and_reads_written_audits_b
     saved = json.loads((tmp_path / "c.json").read_text())
     assert saved["rates"] == result["rates"]
     assert [(a["kind"], a["mode"]) for a in saved["audits"]] == [
-        ("fooled", "alone"), ("fooled", "reference"), ("control", "alone"), ("control", "reference"),
-        ("lerma", "alone"), ("lerma", "reference")]
+        ("control", "alone"), ("control", "reference"), ("lerma", "alone"), ("lerma", "reference"),
+        ("fooled", "alone"), ("fooled", "reference")]
     assert all(saved["rates"][k][m]["n"] == 1 for k in ("fooled", "control", "lerma") for m in ("alone", "reference"))
     assert {a["interpreter"] for a in saved["audits"]} == {"gradcam"}     # TINY fools Grad-CAM; controls: gradcam
     assert saved["rates_by_interpreter"]["gradcam"] == saved["rates"]
@@ -61,8 +61,8 @@ def test_controls_are_audited_through_each_control_interpreter(runs, tmp_path):
                    "--images", "16", "--aopc-images", "0", "--interpreter", "simpleg",
                    "--control-interpreters", "gradcam", "simpleg"])
     assert [(a["kind"], a["interpreter"]) for a in result["audits"] if a["mode"] == "alone"] == [
-        ("fooled", "simpleg"), ("control", "gradcam"), ("lerma", "gradcam"), ("control", "simpleg"),
-        ("lerma", "simpleg")]
+        ("control", "gradcam"), ("lerma", "gradcam"), ("control", "simpleg"), ("lerma", "simpleg"),
+        ("fooled", "simpleg")]
     assert result["rates_by_interpreter"]["simpleg"]["control"]["alone"]["n"] == 1
     assert result["rates"]["control"]["alone"]["n"] == 2
 

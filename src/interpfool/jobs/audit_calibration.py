@@ -94,8 +94,7 @@ def calibrate(fooled: list[Path], controls: list[Path], out: Path, lerma_k: floa
     """Audit every model (see the module's docstring) in both modes. A fooled run is audited through
     ``interpreter`` ("fooled": the interpreter it was fooled through), a control and its Lerma-shifted copy
     through each of ``control_interpreters``."""
-    jobs = [("fooled", r, [], run_interpreter(r) if interpreter == "fooled" else interpreter)
-            for r in fooled_runs(fooled)]
+    jobs = []                        # the controls first: without them no rate means anything
     for run_dir in controls:
         if not (run_dir / "fooled.pt").is_file():
             raise BadInput(f"--controls {str(run_dir)!r} holds no fooled.pt; allowed: run folders of train.py "
@@ -104,6 +103,8 @@ def calibrate(fooled: list[Path], controls: list[Path], out: Path, lerma_k: floa
             jobs.append(("control", run_dir, [], name))
             if lerma_k is not None:
                 jobs.append(("lerma", run_dir, [f"audit.presoftmax_k={lerma_k}"], name))
+    jobs += [("fooled", r, [], run_interpreter(r) if interpreter == "fooled" else interpreter)
+             for r in fooled_runs(fooled)]
     audits = []
     for kind, run_dir, extra, interp in jobs:
         name = "_".join(run_dir.parts[-2:])
