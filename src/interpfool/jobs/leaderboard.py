@@ -145,18 +145,21 @@ def markdown(recs: list[dict], budget: float) -> str:
 
 
 def save_heatmap(recs: list[dict], path: Path) -> Path:
-    """Rows: interpreters; columns: benchmark/model/fooling; colour: the undefended FSR (%)."""
+    """Rows: interpreters; columns: benchmark/model/fooling; colour: the undefended FSR (%); a '*' marks a
+    cell whose run broke the top-1 budget (its FSR is not a win)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     recs = [r for r in recs if r["defense"] == "none"]     # the defenses are the page's tables
     rows = sorted({r["interpreter"] for r in recs})
-    cols = list(dict.fromkeys(f"{r['benchmark']}/{r['model']}/{r['fooling']}" + ("" if r["defense"] == "none"
-                              else f"\n+{r['defense']}") for r in recs))
+    cols = list(dict.fromkeys(f"{r['benchmark']}/{r['model']}/{r['fooling']}" for r in recs))
     grid = [[float("nan")] * len(cols) for _ in rows]
+    over = set()
     for r in recs:
-        c = f"{r['benchmark']}/{r['model']}/{r['fooling']}" + ("" if r["defense"] == "none" else f"\n+{r['defense']}")
-        grid[rows.index(r["interpreter"])][cols.index(c)] = 100 * r["fsr_mean"]
+        i, j = rows.index(r["interpreter"]), cols.index(f"{r['benchmark']}/{r['model']}/{r['fooling']}")
+        grid[i][j] = 100 * r["fsr_mean"]
+        if not r["within_budget"]:
+            over.add((i, j))
     fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(cols), 1.0 + 0.45 * len(rows)))
     im = ax.imshow(grid, cmap="magma", vmin=0, vmax=100, aspect="auto")
     ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=7)
@@ -164,7 +167,9 @@ def save_heatmap(recs: list[dict], path: Path) -> Path:
     for i, line in enumerate(grid):
         for j, v in enumerate(line):
             if v == v:
-                ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=6, color="w" if v < 60 else "k")
+                ax.text(j, i, f"{v:.0f}" + ("*" if (i, j) in over else ""), ha="center", va="center",
+                        fontsize=6, color="w" if v < 60 else "k")
+    ax.set_title("undefended FSR (%); * = over the top-1 budget", fontsize=8)
     fig.colorbar(im, ax=ax, label="FSR (%)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
