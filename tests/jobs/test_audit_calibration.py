@@ -5,7 +5,7 @@ import json
 import pytest
 
 from interpfool.experiment.cli import BadInput
-from interpfool.jobs.audit_calibration import fooled_runs, main, rates, rates_table
+from interpfool.jobs.audit_calibration import attacker_won, fooled_runs, main, rates, rates_table
 from interpfool.jobs.train import run
 from tiny_run import TINY
 from tiny_run import compose as _compose
@@ -20,8 +20,21 @@ def test_rates_count_verdicts_and_flags_per_kind_and_mode():
     assert r["fooled"]["alone"] == {"n": 2, "rate": 0.5, "flags": {"a": 0.5, "b": 0.0}}
     assert r["control"]["reference"] == {"n": 1, "rate": 1.0, "flags": {"a": 0.0, "b": 1.0}}
     table = rates_table(r)
-    assert "| fooled (leaderboard) | 2 | 50.0% | - |" in table
+    assert "| fooled (leaderboard), all | 2 | 50.0% | - |" in table
     assert "| lambda = 0 control | 1 | - | 100.0% |" in table
+
+
+def test_attacker_won_needs_fsr_of_its_own_interpreter_and_the_budget(tmp_path):
+    def report(fsr, drop, interp="gradcam"):
+        (tmp_path / "report.json").write_text(json.dumps({
+            "interpreter": interp, "top1_drop_points": drop,
+            "fsr": {"gradcam": {"theta0": 0.0, "theta_star": fsr}, "simpleg": {"theta0": 0.0, "theta_star": 1.0}}}))
+        return attacker_won(tmp_path)
+    assert report(0.5, 2.0)
+    assert not report(0.49, 0.0)
+    assert not report(0.9, 2.25)                  # over the top-1 budget: not a win
+    assert not report(0.1, 0.0, "gradcam")        # another interpreter's FSR does not count
+    assert report(0.1, 0.0, "simpleg")
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +58,10 @@ def test_calibration_audits_every_model_in_both_modes_and_reads_written_audits_b
     assert all(saved["rates"][k][m]["n"] == 1 for k in ("fooled", "control", "lerma") for m in ("alone", "reference"))
     assert {a["interpreter"] for a in saved["audits"]} == {"gradcam"}     # TINY fools Grad-CAM; controls: gradcam
     assert saved["rates_by_interpreter"]["gradcam"] == saved["rates"]
+    fooled = [a for a in saved["audits"] if a["kind"] == "fooled"]
+    won = attacker_won(runs / "sweep" / "0")
+    assert all(a["attacker_won"] == won for a in fooled)
+    assert ("fooled_won" in saved["rates"]) == won
     lerma = [a for a in saved["audits"] if a["kind"] == "lerma"]
     assert all(a["flags"]["hidden_logit_shift"] and a["verdict"] == "manipulated" for a in lerma)
     assert all("fsr" in a["evidence"] for a in saved["audits"] if a["mode"] == "reference")

@@ -11,7 +11,8 @@ one position, which the softmax cannot see) is a manipulated one. Each model is 
 its original (``audit.reference=original``: the cached theta0 of its run's config), with the thresholds of
 ``conf/audit.yaml`` (set on synthetic seed 0 before these models existed: docs/defenses_audit.md). The JSON holds
 every audit's flags and verdict and, per kind of model and audit mode, the share called "manipulated": the
-detection rate for fooled and Lerma-shifted models, the false-alarm rate for controls. Audits already written
+detection rate for fooled and Lerma-shifted models (and for the fooled runs whose attack succeeded, ``fooled_won``:
+FSR >= 50% within 2 top-1 points), the false-alarm rate for controls. Audits already written
 (``<out>/<kind>/<name>/<interpreter>/<mode>/audit.json``) are read back, not recomputed. A fooled run is audited
 through the interpreter it was fooled through (``--interpreter fooled``: the auditor checks the method in use), the
 controls and their shifted copies through each of ``--control-interpreters``.
@@ -70,14 +71,24 @@ def rates_table(summary: dict) -> str:
     """Markdown: detection (fooled, Lerma-shifted) and false-alarm (control) rates per audit mode."""
     lines = ["| models | n | called manipulated, alone | called manipulated, against the original |",
              "|---|---|---|---|"]
-    names = {"fooled": "fooled (leaderboard)", "lerma": "control + Lerma shift", "control": "lambda = 0 control"}
-    for kind in ("fooled", "lerma", "control"):
+    names = {"fooled": "fooled (leaderboard), all", "fooled_won": "fooled, attacker won (FSR >= 50% in budget)",
+             "lerma": "control + Lerma shift", "control": "lambda = 0 control"}
+    for kind in ("fooled", "fooled_won", "lerma", "control"):
         if kind in summary:
             m = summary[kind]
             cells = [f"{100 * m[mode]['rate']:.1f}%" if mode in m else "-" for mode in MODES]
             n = max(c["n"] for c in m.values())
             lines.append(f"| {names[kind]} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def attacker_won(run_dir: Path, budget: float = 2.0, min_fsr: float = 0.5) -> bool:
+    """Whether a fooled run's attack succeeded by the leaderboard's rule: theta*'s FSR through its own
+    interpreter >= ``min_fsr`` on the held-out split, within ``budget`` top-1 points. A fooled run whose maps did
+    not move is not evidence the audit should find, so its detection rate is reported apart."""
+    report = json.loads((run_dir / "report.json").read_text())
+    fsr = report["fsr"][report["interpreter"]]["theta_star"]
+    return fsr >= min_fsr and report["top1_drop_points"] <= budget
 
 
 def run_interpreter(run_dir: Path) -> str:
@@ -114,9 +125,12 @@ def calibrate(fooled: list[Path], controls: list[Path], out: Path, lerma_k: floa
                                 extra + ref + small + [f"audit.interpreter={interp}"])
             audits.append({"kind": kind, "mode": mode, "run": str(run_dir), "interpreter": interp,
                            "verdict": result["verdict"], "flags": result["flags"], "evidence": result["evidence"]})
-    by_interp = {i: rates([a for a in audits if a["interpreter"] == i]) for i in dict.fromkeys(a["interpreter"]
-                                                                                                for a in audits)}
-    return {"lerma_k": lerma_k, "settings": small, "rates": rates(audits), "rates_by_interpreter": by_interp,
+            if kind == "fooled":
+                audits[-1]["attacker_won"] = attacker_won(run_dir)
+    counted = audits + [dict(a, kind="fooled_won") for a in audits if a.get("attacker_won")]
+    by_interp = {i: rates([a for a in counted if a["interpreter"] == i])
+                 for i in dict.fromkeys(a["interpreter"] for a in audits)}
+    return {"lerma_k": lerma_k, "settings": small, "rates": rates(counted), "rates_by_interpreter": by_interp,
             "audits": audits}
 
 
