@@ -625,7 +625,8 @@ class EvalRunConfig(TrainConfig):
 
 @dataclass
 class AuditThresholds:
-    """Flags of the audit (``jobs/audit.py``; conf/audit.yaml says what each means, docs/defenses_audit.md how they were set).
+    """Flags of the audit (``jobs/audit.py``; conf/audit.yaml says what each means, docs/defenses_audit.md how
+    they were set).
     The first three apply without a reference; with one, ``change`` from the reference's own values."""
     uniform_logit_share: float = num(0.5, gt=0, lt=1)
     pre_post_spearman: float = num(0.2, ge=-1, le=1)
