@@ -11,8 +11,8 @@ With a reference model (``audit.reference``: ``original`` = the cached theta0 of
 state dict), also: the FSR test of every passive fooling (Heo Sec. 4.2) of the model's maps against the
 reference's, their rank similarity, and outputs that agree (top-1 agreement, KL) while the maps do not.
 
-Each piece of evidence is a number and a flag (thresholds in ``audit.thresholds``; docs/defenses_audit.md says how they
-were set and what they gave); the verdict is "manipulated" when any flag is raised.
+Each piece of evidence is a number and a flag (thresholds in ``audit.thresholds``; docs/defenses_audit.md says how
+they were set and what they gave); the verdict is "manipulated" when any flag is raised.
 """
 from __future__ import annotations
 

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 from interpfool.experiment.cli import BadInput, compose_config, guarded
+from interpfool.jobs.leaderboard import is_win
 
 MODES = {"alone": [], "reference": ["audit.reference=original"]}
 
@@ -82,13 +83,12 @@ def rates_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def attacker_won(run_dir: Path, budget: float = 2.0, min_fsr: float = 0.5) -> bool:
-    """Whether a fooled run's attack succeeded by the leaderboard's rule: theta*'s FSR through its own
-    interpreter >= ``min_fsr`` on the held-out split, within ``budget`` top-1 points. A fooled run whose maps did
-    not move is not evidence the audit should find, so its detection rate is reported apart."""
+def attacker_won(run_dir: Path) -> bool:
+    """Whether a fooled run's attack succeeded by the leaderboard's rule (``leaderboard.is_win``), with theta*'s
+    FSR through its own interpreter on the held-out split. A fooled run whose maps did not move is not evidence
+    the audit should find, so its detection rate is reported apart."""
     report = json.loads((run_dir / "report.json").read_text())
-    fsr = report["fsr"][report["interpreter"]]["theta_star"]
-    return fsr >= min_fsr and report["top1_drop_points"] <= budget
+    return is_win(report["fsr"][report["interpreter"]]["theta_star"], report["top1_drop_points"])
 
 
 def run_interpreter(run_dir: Path) -> str:
@@ -116,6 +116,7 @@ def calibrate(fooled: list[Path], controls: list[Path], out: Path, lerma_k: floa
                 jobs.append(("lerma", run_dir, [f"audit.presoftmax_k={lerma_k}"], name))
     jobs += [("fooled", r, [], run_interpreter(r) if interpreter == "fooled" else interpreter)
              for r in fooled_runs(fooled)]
+    won = {r: attacker_won(r) for kind, r, _, _ in jobs if kind == "fooled"}
     audits = []
     for kind, run_dir, extra, interp in jobs:
         name = "_".join(run_dir.parts[-2:])
@@ -126,7 +127,7 @@ def calibrate(fooled: list[Path], controls: list[Path], out: Path, lerma_k: floa
             audits.append({"kind": kind, "mode": mode, "run": str(run_dir), "interpreter": interp,
                            "verdict": result["verdict"], "flags": result["flags"], "evidence": result["evidence"]})
             if kind == "fooled":
-                audits[-1]["attacker_won"] = attacker_won(run_dir)
+                audits[-1]["attacker_won"] = won[run_dir]
     counted = audits + [dict(a, kind="fooled_won") for a in audits if a.get("attacker_won")]
     by_interp = {i: rates([a for a in counted if a["interpreter"] == i])
                  for i in dict.fromkeys(a["interpreter"] for a in audits)}

@@ -24,6 +24,13 @@ from typing import Any
 from interpfool.experiment.grid_summary import _mean_std, records, run_rows
 
 BEGIN, END = "<!-- GENERATED: leaderboard begin -->", "<!-- GENERATED: leaderboard end -->"
+BUDGET_POINTS = 2.0     # the accuracy budget: at most this many top-1 points lost (issue 13)
+WIN_FSR = 0.5           # an attacker "won" a cell at this FSR or more, within the budget
+
+
+def is_win(fsr: float, top1_drop: float, min_fsr: float = WIN_FSR, budget: float = BUDGET_POINTS) -> bool:
+    """The leaderboard's rule for a successful attack: FSR >= ``min_fsr`` at most ``budget`` top-1 points down."""
+    return fsr >= min_fsr and top1_drop <= budget
 
 
 def defense_rows(folders: list[Path]) -> dict[str, dict[str, float]]:
@@ -37,7 +44,7 @@ def defense_rows(folders: list[Path]) -> dict[str, dict[str, float]]:
     return out
 
 
-def leaderboard_records(folders: list[Path], budget: float = 2.0) -> list[dict[str, Any]]:
+def leaderboard_records(folders: list[Path], budget: float = BUDGET_POINTS) -> list[dict[str, Any]]:
     rows = run_rows(folders)
     defended = defense_rows(folders)
     out = []
@@ -70,7 +77,7 @@ def rankings(recs: list[dict]) -> dict[str, list[dict]]:
     return {k: sorted(v, key=lambda r: (not r["within_budget"], r["fsr_mean"])) for k, v in groups.items()}
 
 
-def defense_ranking(recs: list[dict], min_fsr: float = 0.5, budget_only: bool = True
+def defense_ranking(recs: list[dict], min_fsr: float = WIN_FSR, budget_only: bool = True
                     ) -> dict[str, list[tuple[str, float, float, float, int]]]:
     """Per benchmark/model: defenses ordered by the FSR they undo on the cells the attacker won (undefended FSR
     at least ``min_fsr``, and within the accuracy budget when ``budget_only``): (defense, mean FSR before, mean FSR
