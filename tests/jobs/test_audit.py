@@ -86,3 +86,49 @@ def test_audit_refuses_more_aopc_steps_than_the_images_have_cells(fooled, tmp_pa
     with pytest.raises(BadInput, match=r"audit.aopc.steps=100000; allowed: 1\.\.\d+ \(cells of 8 px"):
         run_audit(_compose("audit", argv), tmp_path, argv)
     assert not (tmp_path / "audit.json").exists()
+
+
+def test_per_image_aopc_matches_the_evaluation_suites_aopc():
+    """Independent route: ``evaluate_aopc``'s torchmetrics AOPC of theta0's MoRF and random orders (predicted class)
+    equals the mean of the audit's per-image values, batch split and all."""
+    from functools import partial
+
+    import torch
+
+    from interpfool.experiment.evaluate import evaluate_aopc
+    from interpfool.interpreters.registry import build
+    from interpfool.jobs.audit import aopc_per_image_orders
+    from interpfool.models.small_vgg import SmallVGG
+
+    torch.manual_seed(0)
+    net = SmallVGG(num_classes=3, width=4, hidden=8).eval()
+    x, y = torch.randn(6, 3, 16, 16), torch.tensor([0, 1, 2, 0, 1, 2])
+    make = partial(build, "gradcam")
+    settings = {"cell": 4, "steps": 9, "noise_std": 0.3, "seed": 2, "images": 5}
+    per_image = aopc_per_image_orders(net, [(x[:2], y[:2]), (x[2:], y[2:])], make, **settings)
+    assert per_image["morf"].shape == (5,) and per_image["random"].shape == (5,)
+    suite = evaluate_aopc(net, net, [(x, y)], make, "pred", **settings)["aopc"]["theta0"]
+    assert per_image["morf"].mean().item() == pytest.approx(suite["morf_h0"], rel=1e-6)
+    assert per_image["random"].mean().item() == pytest.approx(suite["random"], rel=1e-6)
+
+
+def test_the_aopc_flag_is_a_paired_one_sided_test_against_random_and_the_reference():
+    from interpfool.jobs.audit import aopc_below
+
+    def ev(morf, random):
+        return {"aopc_per_image": {"morf": morf, "random": random}}
+
+    random = [5.0 + 0.1 * i for i in range(10)]
+    below = [r - 0.5 - 0.01 * i for i, r in enumerate(random)]          # 10 images, every d < 0, distinct
+    # exact Wilcoxon signed-rank, n = 10, no positive rank: P(W+ = 0) = 1 / 2^10
+    assert aopc_below(ev(below, random)) == pytest.approx(1 / 1024)
+    assert aopc_below(ev(random, random)) == 1.0                        # all-zero maps: MoRF = random, no evidence
+    above = [r + 0.5 + 0.01 * i for i, r in enumerate(random)]
+    assert aopc_below(ev(above, random)) == pytest.approx(1.0)
+    # a near tie (half the images a hair below, half a hair above) is no evidence
+    tie = [r + (0.01 if i % 2 else -0.01) * (i + 1) for i, r in enumerate(random)]
+    assert aopc_below(ev(tie, random)) > 0.2
+    # with a reference whose maps are as far below random: honest, no flag; above random: the model's drop is evidence
+    assert aopc_below(ev(below, random), ev(below, random)) == 1.0
+    assert aopc_below(ev(below, random), ev(above, random)) == pytest.approx(1 / 1024)
+    assert aopc_below(ev(above, random), ev(above, [a + 1 for a in above])) == 1.0   # the model itself beats random

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from interpfool.metrics import AOPC, perturbation_order, perturbation_scores
-from interpfool.metrics.aopc import cell_relevance, seeded_noise
+from interpfool.metrics.aopc import aopc_per_image, cell_relevance, seeded_noise
 
 
 class Linear(nn.Module):
@@ -55,6 +55,10 @@ def test_aopc_averages_images_and_uses_the_noise():
     metric = AOPC(steps=2)
     metric.update(scores)
     assert metric.compute()[-1].item() == pytest.approx(((0 + 2 + 3.5) + (0 + 0.5 + 1.5)) / 3 / 2)
+    per_image = aopc_per_image(scores)           # eq. 12 per image: drops (0, 2, 3.5) and (0, 0.5, 1.5)
+    assert per_image.dtype == torch.float64
+    assert per_image.tolist() == pytest.approx([5.5 / 3, 2.0 / 3])
+    assert per_image.mean().item() == pytest.approx(metric.compute()[-1].item())
 
 
 def test_seeded_noise_and_random_order_depend_on_the_image_index_only():

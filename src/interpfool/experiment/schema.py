@@ -635,6 +635,7 @@ class AuditThresholds:
     fsr_gain: float = num(0.5, ge=0, le=1)               # FSR against the reference minus its own base rate above
     top1_agreement: float = num(0.9, ge=0, le=1)         # outputs agree at least this much ...
     map_spearman: float = num(0.5, ge=-1, le=1)          # ... while the maps agree less than this
+    aopc_p: float = num(0.01, gt=0, lt=1)                # one-sided p of MoRF AOPC below random (jobs/audit.aopc_below)
 
 
 @dataclass

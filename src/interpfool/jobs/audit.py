@@ -6,7 +6,8 @@ held-out split:
   * hidden logit shift: a class-uniform logit component the softmax cannot see (Lerma & Lucas, eq. 2);
   * pre- vs post-softmax maps that disagree (the same method on z_c and on y_c);
   * maps that no longer depend on the class (Grad-CAM of a Lerma-shifted model, DESIGN.md 2.4);
-  * maps that AOPC (Samek et al. 2016) finds no more faithful than a random order.
+  * maps that AOPC (Samek et al. 2016) finds less faithful than a random order (a paired test per image; with a
+    reference, also less faithful than the reference's maps relative to random).
 With a reference model (``audit.reference``: ``original`` = the cached theta0 of the run's config, or a
 state dict), also: the FSR test of every passive fooling (Heo Sec. 4.2) of the model's maps against the
 reference's, their rank similarity, and outputs that agree (top-1 agreement, KL) while the maps do not.
@@ -28,10 +29,10 @@ from torch import nn
 from interpfool.data.first_images import FirstImages
 from interpfool.experiment.build import checked_build, eval_loaders, interp_factory
 from interpfool.experiment.cli import BadInput
-from interpfool.experiment.evaluate import evaluate_aopc, evaluate_pair
+from interpfool.experiment.evaluate import evaluate_pair
 from interpfool.experiment.original import seed_all
 from interpfool.fooling.penalties import CenterMassFooling, LocationFooling, TopKFooling
-from interpfool.metrics.aopc import cell_grid
+from interpfool.metrics.aopc import aopc_per_image, cell_grid, cell_relevance, perturbation_order, perturbation_scores, seeded_noise
 from interpfool.metrics.fidelity import output_fidelity
 from interpfool.metrics.manipulation import class_agreement, pre_post_agreement, uniform_logit_share
 from interpfool.metrics.spearman import spearman
@@ -57,12 +58,41 @@ def model_evidence(net: nn.Module, batches: list, make: Callable, aopc: dict | N
            "pre_post_spearman": float(torch.cat(pre_post).mean()),
            "class_spearman": float(torch.cat(classes).mean())}
     if aopc is not None:
-        a = evaluate_aopc(net, net, batches, lambda net: make(net=net), "pred", device=device, **aopc)["aopc"]["theta0"]
-        out.update({"aopc_morf": a["morf_h0"], "aopc_random": a["random"]})
+        per_image = aopc_per_image_orders(net, batches, make, device=device, **aopc)
+        out.update({"aopc_morf": float(per_image["morf"].mean()), "aopc_random": float(per_image["random"].mean()),
+                    "aopc_per_image": {k: v.tolist() for k, v in per_image.items()}})
     return out, torch.cat(logits)
 
 
-def reference_evidence(net: nn.Module, reference: nn.Module, batches: list, make: Callable, device="cpu") -> dict:
+def aopc_per_image_orders(net: nn.Module, batches: list, make: Callable, device="cpu", cell: int = 4, steps: int = 100,
+                          noise_std: float = 0.3, seed: int = 0, images: int = 100, chunk: int = 1024
+                          ) -> dict[str, torch.Tensor]:
+    """Per-image AOPC (Samek et al. 2016, eq. 12) of the MoRF order of ``make``'s map of the predicted class, and of
+    the seeded random order, on the first ``images`` images ([n] float64 each). Noise and random order are seeded by
+    the image index (``metrics.aopc``), so the values are paired across orders and across models."""
+    explain = make(net=net.to(device).eval())
+    out: dict[str, list] = {"morf": [], "random": []}
+    seen = 0
+    for batch in batches:
+        if seen >= images:
+            break
+        x = batch[0][:images - seen].to(device)
+        index = torch.arange(seen, seen + x.shape[0])
+        size = tuple(x.shape[-2:])
+        rows, cols = cell_grid(size, cell)
+        with torch.no_grad():
+            cls = net(x).argmax(1)
+        orders = {"morf": perturbation_order(cell_relevance(explain(x, cls), size, cell), "morf", index, seed),
+                  "random": perturbation_order(None, "random", index, seed, rows * cols)}
+        noise = seeded_noise(tuple(x.shape[1:]), index, seed, noise_std)
+        for kind, order in orders.items():
+            out[kind].append(aopc_per_image(perturbation_scores(net, x, cls, order, noise, cell, steps, chunk)))
+        seen += x.shape[0]
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def reference_evidence(net: nn.Module, reference: nn.Module, batches: list, make: Callable, aopc: dict | None = None,
+                       device="cpu") -> dict:
     """Evidence of ``net`` against ``reference`` on the same images and interpreter."""
     out: dict = {"fsr": {}, "fsr_reference": {}}
     for name, test in PASSIVE_TESTS.items():
@@ -83,8 +113,27 @@ def reference_evidence(net: nn.Module, reference: nn.Module, batches: list, make
     out["map_spearman"] = float(torch.cat(rho).mean())
     agree, kl = output_fidelity(torch.cat(ref_logits), torch.cat(logits))
     out.update({"top1_agreement": float(agree.double().mean()), "kl_ref_model": float(kl.mean())})
-    out["reference"], _ = model_evidence(reference, batches, make, None, device)   # the same evidence, unmanipulated
+    out["reference"], _ = model_evidence(reference, batches, make, aopc, device)   # the same evidence, unmanipulated
     return out
+
+
+def aopc_below(evidence: dict, reference: dict | None = None) -> float:
+    """One-sided p-value that the MoRF order of the model's maps drops the score less than the random order
+    (per-image AOPC, paired by image: Wilcoxon signed-rank of d = AOPC_MoRF - AOPC_random, alternative d < 0).
+    With the ``reference``'s per-image values (same images, noise and random orders), of d_model - d_reference
+    instead, and 1 unless the model's own mean d is below 0: maps less faithful than random *and* than the
+    reference's maps relative to random. Some honest maps are already below random (docs/defenses_audit.md: small
+    DenseNet's SimpleG_T); the reference's own d is what separates those from manipulated ones. Images where the
+    orders coincide (d = 0: all-zero maps fall back to the random order) carry no evidence and are left out;
+    no other image: p = 1."""
+    from scipy.stats import wilcoxon
+    d = torch.tensor(evidence["aopc_per_image"]["morf"]) - torch.tensor(evidence["aopc_per_image"]["random"])
+    if reference is not None:
+        if d.mean() >= 0:
+            return 1.0
+        d = d - (torch.tensor(reference["aopc_per_image"]["morf"]) - torch.tensor(reference["aopc_per_image"]["random"]))
+    d = d[d != 0]
+    return float(wilcoxon(d.numpy(), alternative="less").pvalue) if len(d) else 1.0
 
 
 def flags(evidence: dict, t: DictConfig | dict) -> dict[str, bool]:
@@ -100,8 +149,8 @@ def flags(evidence: dict, t: DictConfig | dict) -> dict[str, bool]:
         f = {"hidden_logit_shift": evidence["uniform_logit_share"] - ref["uniform_logit_share"] > t["change"],
              "pre_post_disagree": ref["pre_post_spearman"] - evidence["pre_post_spearman"] > t["change"],
              "class_independent_maps": evidence["class_spearman"] - ref["class_spearman"] > t["change"]}
-    if "aopc_morf" in evidence:
-        f["maps_less_faithful_than_random"] = evidence["aopc_morf"] <= evidence["aopc_random"]
+    if "aopc_per_image" in evidence:
+        f["maps_less_faithful_than_random"] = aopc_below(evidence, ref) < t["aopc_p"]
     if "fsr" in evidence:
         gain = {k: evidence["fsr"][k] - evidence["fsr_reference"][k] for k in evidence["fsr"]}
         f["fooled_against_reference"] = max(gain.values()) > t["fsr_gain"]
@@ -115,7 +164,7 @@ def audit_model(net: nn.Module, batches: list, make: Callable, thresholds, refer
     """The audit of ``net`` (and against ``reference`` when given): evidence, flags, verdict."""
     evidence, _ = model_evidence(net, batches, make, aopc, device)
     if reference is not None:
-        evidence.update(reference_evidence(net, reference, batches, make, device))
+        evidence.update(reference_evidence(net, reference, batches, make, aopc, device))
     raised = flags(evidence, thresholds)
     return {"evidence": evidence, "flags": raised,
             "verdict": "manipulated" if any(raised.values()) else "no evidence of manipulation"}

@@ -99,6 +99,13 @@ def perturbation_scores(net: nn.Module, x: torch.Tensor, target: torch.Tensor, o
     return torch.cat(scores, 1)
 
 
+def aopc_per_image(scores: torch.Tensor) -> torch.Tensor:
+    """[B] float64 AOPC(L) of each image at L = steps (Samek et al. 2016, eq. 12, before the mean over images) from
+    ``perturbation_scores``' [B, steps + 1]; the mean over images is ``AOPC``'s last entry. Per image, two
+    orders' values are paired (same image, same noise), for a paired test between them."""
+    return (scores[:, :1] - scores).double().mean(1)
+
+
 class AOPC(Metric):
     """Accumulates f(x^(0)) - f(x^(k)) per step over images. ``compute()`` returns the curve
     AOPC(L) for L = 0..steps ([steps + 1], float64); its last entry is the AOPC at L = steps.
