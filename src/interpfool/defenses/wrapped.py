@@ -31,6 +31,10 @@ class DefendedInterpreter(Interpreter):
         self.factory, self.inner = factory, inner
         self.name = f"{inner.name}+{self.defense}"
 
+    @property
+    def deterministic(self) -> bool:
+        return self.inner.deterministic
+
     def forward(self, x: torch.Tensor) -> Forward:
         """The undefended model's logits: they pick the class ('pred') exactly as without the defense."""
         with torch.no_grad():

@@ -3,7 +3,8 @@ loaders of a fooling run. A bad value raises ``ValueError`` / ``FileNotFoundErro
 into ``BadInput`` (one line, exit code 2)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from hydra.errors import InstantiationException
@@ -31,6 +32,8 @@ class Built:
     interp_name: str
     fooling: Fooling
     eval_interps: dict[str, Callable]
+    # name -> the settings that decide each evaluation interpreter's maps (``experiment.original_maps``' key)
+    eval_interp_keys: dict[str, str] = field(default_factory=dict)
 
 
 def interp_factory(spec: Any, **kwargs) -> Callable:
@@ -83,7 +86,10 @@ def build_all(cfg: DictConfig) -> Built:
                         else interp_factory(n)) for n in names}
     for make in eval_interps.values():
         make(net=net)
-    return Built(data, net, make_interp, interp_name, fooling, eval_interps)
+    fooled_spec = OmegaConf.to_container(cfg.interp, resolve=True) if OmegaConf.is_config(cfg.interp) else cfg.interp
+    keys = {n: json.dumps(["eval.interp_kwargs", n, given[n]] if n in given else ["interp", fooled_spec]
+                          if n == interp_name else ["registry", n], sort_keys=True, default=str) for n in names}
+    return Built(data, net, make_interp, interp_name, fooling, eval_interps, keys)
 
 
 BACKEND_FLAGS = ("allow_tf32", "cudnn_benchmark")

@@ -23,6 +23,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from interpfool.fooling.module import fooling_maps
 from interpfool.fooling.penalties.base import Fooling
+from interpfool.experiment.original_maps import OriginalMaps, fingerprint
 from interpfool.interpreters.base import Interpreter, resolve_target
 from interpfool.metrics import AOPC, FoolingSuccessRate, Localisation, MapSimilarity, OutputFidelity, PointingGame
 from interpfool.metrics.aopc import cell_grid, cell_relevance, perturbation_order, perturbation_scores, seeded_noise
@@ -46,13 +47,16 @@ def class_tags(fooling: Fooling) -> list[str]:
 
 def evaluate_pair(net0: nn.Module, net: nn.Module, batches: Iterable, interpreters: dict[str, Callable[..., Interpreter]],
                   fooling: Fooling, target: str = "label", device: torch.device | str = "cpu",
-                  keep_maps: int = 0, collage_batches: Iterable | None = None, similarity: bool = True) -> dict:
+                  keep_maps: int = 0, collage_batches: Iterable | None = None, similarity: bool = True,
+                  original_maps: OriginalMaps | None = None, interp_keys: dict[str, str] | None = None) -> dict:
     """Metrics of theta0 and theta* over ``batches`` of (x, y[, mask]); ``interpreters``: name -> factory(net=...).
 
     Swap foolings need ``collage_batches`` of (x, masks [B, n_classes, S, S]): maps, FSR and
     localisation come from them, accuracy from ``batches``. Returns a JSON-ready dict with
     ``per_image_test_loss`` rows (``CSV_COLUMNS``); with ``keep_maps`` > 0 also ``"figure"``.
     ``similarity=False`` leaves out the map similarity (Kendall's tau is the costly part) and the fidelity.
+    ``original_maps``: a store of theta0's maps and logits (``experiment.original_maps``) that serves the
+    interpreters named in ``interp_keys`` (name -> a string of the interpreter's settings) when deterministic.
     """
     swap = bool(fooling.classes)
     if swap and collage_batches is None:
@@ -62,6 +66,9 @@ def evaluate_pair(net0: nn.Module, net: nn.Module, batches: Iterable, interprete
     acc = {m: {k: MulticlassAccuracy(classes, top_k=min(k, classes), average="micro", **LOCAL).to(device) for k in (1, 5)}
            for m in MODELS}
     built = {name: {"theta0": make(net=net0), "theta_star": make(net=net)} for name, make in interpreters.items()}
+    keys = {n: k for n, k in (interp_keys or {}).items() if n in built and built[n]["theta0"].deterministic}
+    if original_maps is not None and keys:
+        original_maps.bind(net0)
     tags = class_tags(fooling)
     fsr = {n: {m: [FoolingSuccessRate(**LOCAL).to(device) for _ in tags] for m in MODELS} for n in built}
     loc = {n: {m: Localisation(**LOCAL).to(device) for m in MODELS} for n in built}
@@ -95,15 +102,26 @@ def evaluate_pair(net0: nn.Module, net: nn.Module, batches: Iterable, interprete
         y = None if swap else batch[1].to(device)
         mask = batch[2].to(device) if (not swap and len(batch) > 2) else (batch[1].to(device) if swap else None)
         outputs = {}
+        batch_key = fingerprint(x, *batch[1:]) if original_maps is not None and keys else None
         for n, pair in built.items():
             maps = {}
             for m, interp in pair.items():
-                with torch.enable_grad():
-                    fwd = interp.forward(x)
-                    maps[m] = fooling_maps(interp, fwd, fooling, target, y)
+                key = None
+                if m == "theta0" and original_maps is not None and n in keys:
+                    key = (keys[n], target, tuple(fooling.classes), str(x.device), batch_key)
+                found = original_maps.get(key) if key is not None else None
+                if found is None:
+                    with torch.enable_grad():
+                        fwd = interp.forward(x)
+                        maps[m] = fooling_maps(interp, fwd, fooling, target, y)
+                    logits = fwd.logits.detach()
+                    if key is not None:
+                        original_maps.put(key, maps[m], logits)
+                else:
+                    maps[m], logits = found
                 if not swap and n == first:
-                    update_accuracy(m, fwd.logits, y)
-                    outputs[m] = fwd.logits.detach()
+                    update_accuracy(m, logits, y)
+                    outputs[m] = logits
                 flat = maps[m].flatten(0, -3)                 # one [H, W] map per image (and class)
                 if mask is not None:
                     loc[n][m].update(flat, mask.flatten(0, -3))

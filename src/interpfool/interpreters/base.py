@@ -150,6 +150,12 @@ class Interpreter:
     needs_input_grad = False   # input-level methods differentiate w.r.t. x
     uses_layer = False         # layer-level methods capture net's `layer` input
 
+    @property
+    def deterministic(self) -> bool:
+        """Whether the map of an input is a function of the input and the model alone (no fresh random draw per
+        call), so a map computed once may be reused (``experiment.original_maps``)."""
+        return True
+
     def __init__(self, net: nn.Module, layer: str | None = None, score: str | None = None,
                  normalize: str | None = None):
         score = self.default_score if score is None else score

@@ -53,6 +53,11 @@ class SmoothGrad(Interpreter):
             raise ValueError(f"rng={rng!r}; allowed: {', '.join(RNGS)}")
         self.n, self.sigma, self.seed, self.chunk_size, self.rng = n, float(sigma), seed, chunk_size, rng
 
+    @property
+    def deterministic(self) -> bool:
+        """Only with a ``seed``: without one, each call draws fresh noise from the global RNG."""
+        return self.seed is not None
+
     def noise_std(self, x: torch.Tensor) -> torch.Tensor:
         """sigma * (max - min) of each sample, shaped to broadcast over x. A constant (no graph)."""
         with torch.no_grad():

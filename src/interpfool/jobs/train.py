@@ -29,6 +29,7 @@ from interpfool.experiment.build import Built, checked_build, eval_loaders, fit_
 from interpfool.experiment.callbacks import StopOnNonFiniteLoss
 from interpfool.experiment.cli import BadInput, reason
 from interpfool.data.first_images import FirstImages
+from interpfool.experiment import original_maps
 from interpfool.experiment.evaluate import CSV_COLUMNS, evaluate_defenses, evaluate_pair
 from interpfool.experiment.loggers import finish_logger, log_summary, make_logger, wandb_run_dir
 from interpfool.experiment.original import (atomic_save, atomic_write_text, obtain_original, original_cache_size,
@@ -258,7 +259,8 @@ def evaluate_and_report(cfg: DictConfig, run_dir: Path, built: Built, net0: nn.M
     collages = None if collages is None else FirstImages(collages, cfg.eval.get("images"))
     result = evaluate_pair(net0, net, loader, built.eval_interps, built.fooling, cfg.target, device,
                            keep_maps=int(cfg.eval.figure_images), collage_batches=collages,
-                           similarity=bool(cfg.eval.get("similarity", True)))
+                           similarity=bool(cfg.eval.get("similarity", True)),
+                           original_maps=original_maps.STORE, interp_keys=built.eval_interp_keys)
     result["device"] = str(device)
     if len(cfg.eval.get("defenses") or []):          # how much of the fooling each defense undoes
         result["defenses"] = evaluate_defenses(net0, net, loader, built.interp, built.fooling, list(cfg.eval.defenses),
