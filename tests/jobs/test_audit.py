@@ -40,6 +40,7 @@ def test_audit_against_the_original_writes_evidence_flags_and_verdict(fooled, tm
                                    "maps_less_faithful_than_random", "fooled_against_reference",
                                    "outputs_agree_maps_do_not"}
     assert saved["verdict"] == ("manipulated" if any(saved["flags"].values()) else "no evidence of manipulation")
+    assert saved["flags"]["maps_less_faithful_than_random"] == (ev["aopc_p"] < saved["thresholds"]["aopc_p"])
 
 
 def test_the_original_against_itself_agrees_exactly(fooled, tmp_path):

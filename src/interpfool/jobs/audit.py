@@ -32,7 +32,8 @@ from interpfool.experiment.cli import BadInput
 from interpfool.experiment.evaluate import evaluate_pair
 from interpfool.experiment.original import seed_all
 from interpfool.fooling.penalties import CenterMassFooling, LocationFooling, TopKFooling
-from interpfool.metrics.aopc import aopc_per_image, cell_grid, cell_relevance, perturbation_order, perturbation_scores, seeded_noise
+from interpfool.metrics.aopc import (aopc_per_image, cell_grid, cell_relevance, perturbation_order, perturbation_scores,
+                                     seeded_noise)
 from interpfool.metrics.fidelity import output_fidelity
 from interpfool.metrics.manipulation import class_agreement, pre_post_agreement, uniform_logit_share
 from interpfool.metrics.spearman import spearman
@@ -165,6 +166,8 @@ def audit_model(net: nn.Module, batches: list, make: Callable, thresholds, refer
     evidence, _ = model_evidence(net, batches, make, aopc, device)
     if reference is not None:
         evidence.update(reference_evidence(net, reference, batches, make, aopc, device))
+    if "aopc_per_image" in evidence:        # the AOPC flag's p-value, reported next to the flag it decides
+        evidence["aopc_p"] = aopc_below(evidence, evidence.get("reference"))
     raised = flags(evidence, thresholds)
     return {"evidence": evidence, "flags": raised,
             "verdict": "manipulated" if any(raised.values()) else "no evidence of manipulation"}
