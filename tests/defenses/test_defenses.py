@@ -7,7 +7,7 @@ import torch
 
 from interpfool import interpreters, models
 from interpfool.defenses import (NoiseAveraged, OtherLayer, OtherScore, PathAveraged, SoftplusMaps, defend,
-                                 earlier_layer, parse)
+                                 earlier_layer, parse, within_budget)
 from interpfool.models.softplus import softplus_copy
 from interpfool.experiment.build import interp_factory
 from interpfool.interpreters.base import normalize_map
@@ -48,6 +48,20 @@ def test_noise_average_is_the_mean_of_the_methods_raw_maps_over_the_seeded_noise
             raw.append(cam.explain_raw(cam.forward(xn), cls, False))
     want = normalize_map(torch.stack(raw).mean(0), "max")
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_integration_budget_counts_the_methods_own_samples():
+    net = _net()
+    assert [interpreters.build(n, net, **kw).samples for n, kw in
+            [("gradcam", {}), ("smoothgrad", {"n": 4}), ("ig", {"steps": 6}), ("rsigradcam", {"steps": 3})]] == [1, 4, 6, 3]
+    assert within_budget("noise", 1, 16) == "noise:16"        # a one-pass method: 16 maps, the defense's default
+    assert within_budget("path", 4, 16) == "path:4"           # 4 maps of a 4-step IG: 16 gradients
+    assert within_budget("noise", 32, 16) == "noise:1"        # never fewer than one map
+    assert within_budget("noise:8", 4, 16) == "noise:8"       # an explicit count is kept
+    assert within_budget("softplus:3", 4, 16) == "softplus:3" and within_budget("noise", 4, None) == "noise"
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match=f"eval.integration_budget={bad!r}; allowed: an integer >= 1 or null"):
+            within_budget("noise", 1, bad)
 
 
 def test_one_sample_without_noise_and_a_one_step_path_give_the_undefended_map():

@@ -178,3 +178,25 @@ def test_a_defense_that_does_not_apply_to_the_method_is_recorded_not_run(runs):
     out = evaluate_defenses(built.net, built.net, loader, interp_factory("simpleg"), built.fooling, ["layer", "score"])
     assert list(out["defenses"]) == ["none", "score"]
     assert "explains the input, not a layer" in out["not_applicable"]["layer"]
+
+
+def test_integration_budget_averages_fewer_maps_of_a_sampled_method(runs):
+    """eval.integration_budget=4 on a 2-sample SmoothGrad: the noise and path rows are noise:2 / path:2 exactly, the
+    other defenses and a one-pass method's rows as without a budget; a bad budget is an error, not 'not applicable'."""
+    from interpfool.experiment.build import checked_build, eval_loaders, interp_factory
+    from interpfool.experiment.evaluate import evaluate_defenses
+    cfg = _compose("config", TINY + [f"cache_dir={runs['cache']}", "experiment=synthetic_topk"])
+    built = checked_build(cfg)
+    loader, _ = eval_loaders(built.data, "val", built.fooling)
+    sg = interp_factory("smoothgrad", n=2, seed=3)       # seeded: the same maps in both calls
+    budget = evaluate_defenses(built.net, built.net, loader, sg, built.fooling, ["noise", "path", "score"],
+                               integration_budget=4)["defenses"]
+    plain = evaluate_defenses(built.net, built.net, loader, sg, built.fooling, ["noise:2", "path:2", "score"])["defenses"]
+    assert budget["noise"]["spec"] == "noise:2" and budget["path"]["spec"] == "path:2" and "spec" not in budget["score"]
+    for spec, given in (("noise", "noise:2"), ("path", "path:2"), ("score", "score")):
+        assert {k: v for k, v in budget[spec].items() if k != "spec"} == plain[given]
+    one_pass = evaluate_defenses(built.net, built.net, loader, interp_factory("gradcam"), built.fooling, ["noise"],
+                                 integration_budget=4)["defenses"]
+    assert one_pass["noise"]["spec"] == "noise:4"
+    with pytest.raises(ValueError, match="eval.integration_budget=0"):
+        evaluate_defenses(built.net, built.net, loader, sg, built.fooling, ["noise"], integration_budget=0)

@@ -8,6 +8,9 @@ A defense is named by a spec string ``name[:value]`` (the value sets the defense
 * ``layer[:<name>]``   another cut: the same method at an earlier layer (default: the previous block)
 * ``score[:<s>]``      the other score: post-softmax ``prob`` for a logit map, ``logit`` for a prob map
 
+``within_budget(spec, samples, budget)`` gives an integration defense without a value the count that keeps its map
+near ``budget`` gradients when the defended method itself averages ``samples`` inputs.
+
 ``defend(factory, spec)`` returns a factory(net=...) of the defended interpreter, as ``interp_factory`` does.
 """
 from __future__ import annotations
@@ -45,6 +48,22 @@ def parse(spec: str) -> tuple[type[DefendedInterpreter], dict]:
     return cls, {param: parsed}
 
 
+# the integration defenses: their value is a count of the defended method's maps
+INTEGRATIONS = ("noise", "path")
+
+
+def within_budget(spec: str, samples: int, budget: int | None) -> str:
+    """``noise`` / ``path`` without a value -> ``noise:<max(1, budget // samples)>``: the defended map then costs about
+    ``budget`` gradients whether the method is one pass (16 maps of Grad-CAM) or averages ``samples`` inputs itself
+    (4 maps of a 4-sample SmoothGrad: 16 noisy inputs in all). Any other spec, and ``budget`` None, as given."""
+    name, _, value = str(spec).partition(":")
+    if budget is None or value or name not in INTEGRATIONS:
+        return spec
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise ValueError(f"eval.integration_budget={budget!r}; allowed: an integer >= 1 or null")
+    return f"{name}:{max(1, budget // samples)}"
+
+
 def defend(factory: InterpreterFactory, spec: str) -> Callable[..., DefendedInterpreter]:
     """factory(net=...) of ``factory``'s interpreter under the defense ``spec``."""
     cls, kwargs = parse(spec)
@@ -52,4 +71,5 @@ def defend(factory: InterpreterFactory, spec: str) -> Callable[..., DefendedInte
 
 
 __all__ = ["DEFENSES", "DefendedInterpreter", "NoiseAveraged", "OtherLayer", "OtherScore", "PathAveraged",
-           "SoftplusMaps", "defend", "earlier_layer", "parse"]
+           "SoftplusMaps", "defend", "earlier_layer", "parse",
+           "within_budget"]

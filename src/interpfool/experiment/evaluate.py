@@ -294,29 +294,38 @@ def noise_robustness(net0: nn.Module, net: nn.Module, batches: Iterable,
 
 def evaluate_defenses(net0: nn.Module, net: nn.Module, batches: Iterable, interp: Callable[..., Interpreter],
                       fooling: Fooling, specs: Iterable[str], target: str = "label", device: torch.device | str = "cpu",
-                      collage_batches: Iterable | None = None, aopc: dict | None = None) -> dict:
+                      collage_batches: Iterable | None = None, aopc: dict | None = None,
+                      integration_budget: int | None = None) -> dict:
     """How much of the fooling each explanation-time defense undoes (``interpfool.defenses``), on the
     checkpoints as they are: FSR of theta* (and theta0's base rate) under the undefended and the defended
     map, and with ``aopc`` (``evaluate_aopc``'s keyword arguments) the faithfulness cost: AOPC of theta0's
     MoRF order from the defended map on theta0, next to the undefended map's and the random order's.
-    A defense that undoes the fooling by drawing unfaithful maps shows as an AOPC near the random order's."""
-    from interpfool.defenses import defend
+    A defense that undoes the fooling by drawing unfaithful maps shows as an AOPC near the random order's.
+    ``integration_budget``: ``noise`` / ``path`` without a value average budget // s maps of a method that draws
+    s samples itself (``defenses.within_budget``); the row's ``spec`` says the count used."""
+    from interpfool.defenses import defend, within_budget
     makers = {"none": interp}
-    out: dict = {"interpreter": interp(net=net0).name, "defenses": {}, "not_applicable": {}}
+    used = {"none": "none"}
+    within_budget("noise", 1, integration_budget)   # a bad budget is an error, not "not applicable"
+    first = interp(net=net0)
+    out: dict = {"interpreter": first.name, "defenses": {}, "not_applicable": {}}
     for spec in specs:
         try:
-            defend(interp, spec)(net=net0)        # e.g. ``layer`` on an input-level method
+            used[spec] = within_budget(spec, first.samples, integration_budget)
+            defend(interp, used[spec])(net=net0)        # e.g. ``layer`` on an input-level method
         except ValueError as err:
             out["not_applicable"][spec] = str(err)
             print(f"defense {spec} not applicable to {out['interpreter']}: {err}")
             continue
-        makers[spec] = defend(interp, spec)
+        makers[spec] = defend(interp, used[spec])
     specs = [s for s in makers if s != "none"]
     for spec, make in makers.items():
         r = evaluate_pair(net0, net, batches, {spec: make}, fooling, target, device, collage_batches=collage_batches,
                           similarity=False)
         row = {"fsr_theta_star": r["fsr"][spec]["theta_star"], "fsr_theta0": r["fsr"][spec]["theta0"],
                "zero_map_share_theta_star": r["zero_map_share"][spec]["theta_star"]}
+        if used[spec] != spec:
+            row["spec"] = used[spec]
         if aopc is not None and not fooling.classes:
             a = evaluate_aopc(net0, net, batches, make, target, device=device, **aopc)["aopc"]["theta0"]
             row.update({"aopc_theta0_morf": a["morf_h0"], "aopc_theta0_random": a["random"]})

@@ -505,6 +505,9 @@ class EvalConfig:
     interpreters: List[str] = interpreter_names(["gradcam"])
     figure_images: int = integer(8, ge=0)
     defenses: List[str] = defense_specs([])     # explanation-time defenses of the fooled interpreter
+    # noise / path defenses without a value average budget // s maps of a method that draws s samples itself
+    # (SmoothGrad's n, IG's steps), so each defended map costs about `budget` gradients; null: 16 maps of any method
+    integration_budget: Optional[int] = integer(None, ge=1, nullable=True)
     # name -> keyword arguments: that interpreter is measured as registry-built with them, even when it is the fooled
     # one (e.g. {smoothgrad: {n: 16}}: a run fooled through SmoothGrad with n=8 is measured with n=16 and fresh noise)
     interp_kwargs: Dict[str, Any] = field(default_factory=dict)
@@ -666,6 +669,7 @@ GROUP_SCHEMAS = {
     "interp": {"gradcam": LayerInterpConfig, "gradcam_pos": LayerInterpConfig, "gradcampp": GradCAMPlusPlusConfig,
                "simpleg": InterpConfig, "simplegT": LayerInterpConfig, "gradinput": InterpConfig, "ig": IGConfig,
                "smoothgrad": SmoothGradConfig, "smoothgrad_n8": SmoothGradConfig, "ig_steps8": IGConfig,
+               "smoothgrad_n4": SmoothGradConfig, "ig_steps4": IGConfig, "rsigradcam_steps4": RSIGradCAMConfig,
                "rsigradcam": RSIGradCAMConfig, "rsigradcam_steps8": RSIGradCAMConfig, "lrp": LRPConfig, "lrpT": LRPTConfig},
     "trainer": {"cpu": TrainerConfig, "gpu": TrainerConfig, "ddp": TrainerConfig},
     "logger": {"csv": LoggerConfig, "wandb": WandbLoggerConfig},

@@ -156,6 +156,12 @@ class Interpreter:
         call), so a map computed once may be reused (``experiment.original_maps``)."""
         return True
 
+    @property
+    def samples(self) -> int:
+        """Inputs the map is averaged over (SmoothGrad's n, IG's and RSI-Grad-CAM's path steps; 1 for a one-pass
+        method): a map costs about this many gradients. Integration defenses divide their budget by it."""
+        return 1
+
     def __init__(self, net: nn.Module, layer: str | None = None, score: str | None = None,
                  normalize: str | None = None):
         score = self.default_score if score is None else score

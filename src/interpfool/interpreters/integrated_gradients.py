@@ -47,6 +47,10 @@ class IntegratedGradients(Interpreter):
         self.mean, self.std, self.blur_sigma = tuple(mean), tuple(std), blur_sigma
         self.chunk_size = chunk_size
 
+    @property
+    def samples(self) -> int:
+        return self.steps
+
     def baseline_for(self, x: torch.Tensor) -> torch.Tensor:
         return make_baseline(x, self.baseline, self.mean, self.std, self.blur_sigma)
 

@@ -61,6 +61,10 @@ class RSIGradCAM(_CamBase):
         self.mean, self.std, self.blur_sigma = tuple(mean), tuple(std), blur_sigma
         self.chunk_size, self.positive_grads = chunk_size, positive_grads
 
+    @property
+    def samples(self) -> int:
+        return self.steps
+
     def baseline_for(self, x: torch.Tensor) -> torch.Tensor:
         return make_baseline(x, self.baseline, self.mean, self.std, self.blur_sigma)
 

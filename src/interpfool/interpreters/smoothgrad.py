@@ -58,6 +58,10 @@ class SmoothGrad(Interpreter):
         """Only with a ``seed``: without one, each call draws fresh noise from the global RNG."""
         return self.seed is not None
 
+    @property
+    def samples(self) -> int:
+        return self.n
+
     def noise_std(self, x: torch.Tensor) -> torch.Tensor:
         """sigma * (max - min) of each sample, shaped to broadcast over x. A constant (no graph)."""
         with torch.no_grad():

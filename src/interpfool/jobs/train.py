@@ -257,14 +257,19 @@ def evaluate_and_report(cfg: DictConfig, run_dir: Path, built: Built, net0: nn.M
     loader, collages = eval_loaders(built.data, cfg.eval.split, built.fooling)
     loader = FirstImages(loader, cfg.eval.get("images"))       # eval.images: the first n (null: the whole split)
     collages = None if collages is None else FirstImages(collages, cfg.eval.get("images"))
+    start = time.perf_counter()
     result = evaluate_pair(net0, net, loader, built.eval_interps, built.fooling, cfg.target, device,
                            keep_maps=int(cfg.eval.figure_images), collage_batches=collages,
                            similarity=bool(cfg.eval.get("similarity", True)),
                            original_maps=original_maps.STORE, interp_keys=built.eval_interp_keys)
     result["device"] = str(device)
+    result["seconds"] = {"evaluation": time.perf_counter() - start}   # where a run's time goes (leaderboard.md)
     if len(cfg.eval.get("defenses") or []):          # how much of the fooling each defense undoes
+        start = time.perf_counter()
         result["defenses"] = evaluate_defenses(net0, net, loader, built.interp, built.fooling, list(cfg.eval.defenses),
-                                               cfg.target, device, collage_batches=collages, aopc=defense_aopc(cfg))
+                                               cfg.target, device, collage_batches=collages, aopc=defense_aopc(cfg),
+                                               integration_budget=cfg.eval.get("integration_budget"))
+        result["seconds"]["defenses"] = time.perf_counter() - start
     fig = result.pop("figure")
     per_image = result.pop("per_image_test_loss")
     shown = built.data.denormalize(fig["images"])
