@@ -7,6 +7,8 @@ theta0's map (no graph) each step.
 
     python bench/fooling_overhead.py --device cuda --batch 32 --size 224
     python bench/fooling_overhead.py --device cpu --batch 4 --size 112 --reps 5     # this CPU
+    python bench/fooling_overhead.py --device cpu --models small_vgg,small_resnet,small_densenet --classes 10 \
+        --size 28 --batch 32 --reps 9   # Fashion-MNIST
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--reps", type=int, default=7)
+    p.add_argument("--classes", type=int, default=1000, help="the head's classes (Fashion-MNIST: 10)")
     p.add_argument("--amp", choices=["none", "bf16"], default="none", help="autocast dtype for both steps")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--original-cache", action="store_true",
@@ -49,13 +52,13 @@ def main() -> None:
     rows = []
     for model_name in args.models.split(","):
         torch.manual_seed(0)
-        net = models.build(model_name, num_classes=1000).to(device).eval()
+        net = models.build(model_name, num_classes=args.classes).to(device).eval()
         if args.channels_last:
             net = net.to(memory_format=torch.channels_last)
         x = torch.randn(args.batch, 3, args.size, args.size, device=device)
         if args.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        y = torch.randint(0, 1000, (args.batch,), device=device)
+        y = torch.randint(0, args.classes, (args.batch,), device=device)
         autocast = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=args.amp == "bf16")
         opt = torch.optim.Adam(net.parameters(), lr=0.0)   # lr 0: the weights stay, the work is the same
 
