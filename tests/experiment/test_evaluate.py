@@ -38,8 +38,9 @@ def test_similarity_and_fidelity_entries_are_the_metrics_of_the_two_models_maps_
     interps = {"gradcam": partial(build, "gradcam")}
     report = evaluate_pair(net0, net, [(x[:4], y[:4]), (x[4:], y[4:])], interps, TopKFooling())
     expected = MapSimilarity()
-    expected.update(build("gradcam", net)(x, y), build("gradcam", net0)(x, y), (16, 16))
-    assert report["similarity"]["gradcam"] == pytest.approx(expected.compute(), abs=1e-12)   # two batches: sum order
+    for part in (slice(0, 4), slice(4, 6)):   # the same batches: a conv's float32 result may depend on the batch size
+        expected.update(build("gradcam", net)(x[part], y[part]), build("gradcam", net0)(x[part], y[part]), (16, 16))
+    assert report["similarity"]["gradcam"] == pytest.approx(expected.compute(), abs=1e-12)
     assert report["similarity_undefined_share"]["gradcam"] == expected.undefined_share()["com_shift_px"]
     agree, kl = output_fidelity(net0(x), net(x))
     assert report["fidelity"]["top1_agreement"] == float(agree.double().mean())
