@@ -57,11 +57,16 @@ def within_budget(spec: str, samples: int, budget: int | None) -> str:
     ``budget`` gradients whether the method is one pass (16 maps of Grad-CAM) or averages ``samples`` inputs itself
     (4 maps of a 4-sample SmoothGrad: 16 noisy inputs in all). Any other spec, and ``budget`` None, as given."""
     name, _, value = str(spec).partition(":")
-    if budget is None or value or name not in INTEGRATIONS:
+    if check_budget(budget) is None or value or name not in INTEGRATIONS:
         return spec
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-        raise ValueError(f"eval.integration_budget={budget!r}; allowed: an integer >= 1 or null")
     return f"{name}:{max(1, budget // samples)}"
+
+
+def check_budget(budget: int | None) -> int | None:
+    """``eval.integration_budget`` as given; a one-line ValueError unless an integer >= 1 or None."""
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
+        raise ValueError(f"eval.integration_budget={budget!r}; allowed: an integer >= 1 or null")
+    return budget
 
 
 def defend(factory: InterpreterFactory, spec: str) -> Callable[..., DefendedInterpreter]:
@@ -71,5 +76,4 @@ def defend(factory: InterpreterFactory, spec: str) -> Callable[..., DefendedInte
 
 
 __all__ = ["DEFENSES", "DefendedInterpreter", "NoiseAveraged", "OtherLayer", "OtherScore", "PathAveraged",
-           "SoftplusMaps", "defend", "earlier_layer", "parse",
-           "within_budget"]
+           "SoftplusMaps", "check_budget", "defend", "earlier_layer", "parse", "within_budget"]

@@ -303,10 +303,10 @@ def evaluate_defenses(net0: nn.Module, net: nn.Module, batches: Iterable, interp
     A defense that undoes the fooling by drawing unfaithful maps shows as an AOPC near the random order's.
     ``integration_budget``: ``noise`` / ``path`` without a value average budget // s maps of a method that draws
     s samples itself (``defenses.within_budget``); the row's ``spec`` says the count used."""
-    from interpfool.defenses import defend, within_budget
+    from interpfool.defenses import check_budget, defend, within_budget
     makers = {"none": interp}
     used = {"none": "none"}
-    within_budget("noise", 1, integration_budget)   # a bad budget is an error, not "not applicable"
+    check_budget(integration_budget)   # a bad budget is an error, not "not applicable"
     first = interp(net=net0)
     out: dict = {"interpreter": first.name, "defenses": {}, "not_applicable": {}}
     for spec in specs:
