@@ -4,6 +4,7 @@ into ``BadInput`` (one line, exit code 2)."""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -16,11 +17,13 @@ from torch import nn
 from interpfool import interpreters
 from interpfool.data.split_loaders import whole_splits
 from interpfool.experiment.cli import BadInput
+from interpfool.experiment.host_memory import reuse_host_memory
 from interpfool.experiment.validate import check
 from interpfool.fooling.module import FoolingModule
 from interpfool.fooling.penalties.base import Fooling
 from interpfool.models.determinism import apply_backends, deterministic_pooling
 
+log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 
@@ -68,6 +71,7 @@ def build_all(cfg: DictConfig) -> Built:
         raise ValueError(f"eval.split={cfg.eval.split!r} with this data; allowed: {', '.join(splits)}")
     net = deterministic_pooling(instantiate(cfg.model))   # adaptive pools with an integer ratio: avg_pool2d
     apply_backends(**backend_flags(cfg))
+    log.info(reuse_host_memory(bool((cfg.get("backends") or {}).get("reuse_host_memory", True))))
     make_interp = interp_factory(cfg.interp)
     interp_name = make_interp(net=net).name          # also checks layer= and score= on this model
     fooling = instantiate(cfg.fooling.penalty)

@@ -458,6 +458,7 @@ class OriginalConfig:
 class BackendsConfig:
     allow_tf32: bool = False
     cudnn_benchmark: bool = False
+    reuse_host_memory: bool = True      # glibc malloc keeps large blocks in its heap (experiment.host_memory)
 
 
 @dataclass
