@@ -28,12 +28,12 @@ class NaNAtStep(FoolingModule):
 
 
 def _module(**kw) -> NaNAtStep:
-    """The device path (fused Adam's found_inf), forced on the CPU: ``fused_adam=True`` unless ``kw`` says."""
+    """The device path (fused Adam's found_inf), forced on the CPU: ``adam='fused'`` unless ``kw`` says."""
     torch.manual_seed(0)
     net = models.build("small_vgg", num_classes=3, width=4, hidden=8)
     module = NaNAtStep(net, functools.partial(interpreters.REGISTRY["gradcam"]), LocationFooling(), lam=1.0,
                        lr=1e-3, target="pred")
-    module.fused_adam = True
+    module.adam = "fused"
     for k, v in kw.items():
         setattr(module, k, v)
     return module
@@ -92,9 +92,9 @@ def test_nan_loss_stops_before_the_update_and_keeps_the_last_checkpoint(tmp_path
 
 
 def test_the_cpu_keeps_default_adam_and_the_guard_still_stops_before_the_update(tmp_path):
-    """fused_adam=None on the CPU: torch's default Adam (the numbers measured on CPUs stay bit for bit) and the
+    """adam=auto on the CPU: torch's default Adam (the numbers measured on CPUs stay bit for bit) and the
     guard's host read, which on the CPU waits for no device: the NaN step stops before it changes theta*."""
-    module = _module(fused_adam=None)
+    module = _module(adam="auto")
     assert not module.configure_optimizers().defaults.get("fused")
     snaps = Snapshots()
     with pytest.raises(NonFiniteLoss, match="at step 3"):

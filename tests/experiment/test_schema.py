@@ -241,6 +241,8 @@ def test_schema_choices_match_the_code():
     from interpfool.jobs import attacks
     assert schema.ATTACK_METHODS == attacks.METHODS and schema.ATTACK_FOOLINGS == tuple(attacks.FOOLINGS)
     assert set(schema.ATTACK_KEEPS) == set(explanation.KEEPS)
+    from interpfool.fooling import module
+    assert schema.ADAM_IMPLEMENTATIONS == module.ADAM_IMPLEMENTATIONS
     assert math.isfinite(schema.OriginalConfig().lr)
 
 

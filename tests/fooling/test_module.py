@@ -183,3 +183,35 @@ def test_checkpoints_leave_out_theta0_and_resume_with_it(tmp_path):
     fresh.load_state_dict(state)
     assert all(torch.equal(fresh.net.state_dict()[k], v) for k, v in module.net.state_dict().items())
     assert all(torch.equal(fresh.net0.state_dict()[k], v) for k, v in theta0.items())
+
+
+def test_fooling_adam_picks_torchs_implementation_and_all_give_the_same_update():
+    """fooling.adam: auto keeps torch's default Adam on the CPU (bit for bit the numbers measured before);
+    fused / foreach / for_loop are the same update to float rounding over 10 fooling steps."""
+    import pytest
+
+    x, y = torch.randn(6, 3, 32, 32), torch.tensor([0, 3, 1, 2, 4, 0])
+    nets = {}
+    for adam in ("auto", "fused", "foreach", "for_loop"):
+        torch.manual_seed(0)
+        module = _module(torch.float32)
+        module.adam = adam
+        opt = module.configure_optimizers()
+        assert (opt.defaults["fused"], opt.defaults["foreach"]) == {
+            "auto": (None, None), "fused": (True, None), "foreach": (None, True), "for_loop": (None, False)}[adam]
+        module.train()
+        for _ in range(10):
+            opt.zero_grad()
+            module.objective(x, y)["loss"].backward()
+            opt.step()
+        nets[adam] = module.net.state_dict()
+    torch.manual_seed(0)
+    start = _module(torch.float32).net.state_dict()
+    assert all(torch.equal(nets["auto"][k], v) for k, v in nets["for_loop"].items())     # CPU default = for-loop
+    for adam in ("fused", "foreach"):
+        for k, v in nets["for_loop"].items():
+            torch.testing.assert_close(nets[adam][k], v, rtol=1e-5, atol=1e-6)
+    assert any(not torch.equal(nets["fused"][k], v) for k, v in start.items())          # the steps moved theta
+    with pytest.raises(ValueError, match=r"^fooling.adam='fast'; allowed: auto, fused, foreach, for_loop$"):
+        FoolingModule(models.build("small_vgg", num_classes=5, width=4, hidden=8),
+                      functools.partial(interpreters.REGISTRY["gradcam"]), LocationFooling(), adam="fast")

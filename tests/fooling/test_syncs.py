@@ -55,7 +55,7 @@ def test_a_nan_on_the_step_stops_with_exit_3_and_the_weights_unchanged(capsys):
     net = models.build("small_vgg", num_classes=4, width=4, hidden=8)
     module = FoolingModule(net, functools.partial(interpreters.REGISTRY["gradcam"]), LocationFooling(), lam=1.0,
                            lr=1e-3)._freeze_modes()
-    module.fused_adam = True                    # the accelerator's path (fused Adam's found_inf), on the CPU
+    module.adam = "fused"                    # the accelerator's path (fused Adam's found_inf), on the CPU
     opt, trainer, guard = module.configure_optimizers(), _StubTrainer(), StopOnNonFiniteLoss()
     trainer.optimizers = [opt]
     x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 4, (4,))

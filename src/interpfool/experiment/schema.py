@@ -90,6 +90,7 @@ ADVERSARIAL_KINDS = ("none", "free")
 TARGETS = ("label", "pred")
 SPLITS = ("train", "val", "test")
 SELECT_WEIGHTS = ("best", "last")
+ADAM_IMPLEMENTATIONS = ("auto", "fused", "foreach", "for_loop")
 ROBUSTNESS_SCALES = ("relative", "absolute")
 LERMA_WEIGHTS = ("original", "random")
 LERMA_SHIFT_DTYPES = ("float64", "model")
@@ -262,6 +263,7 @@ class FoolingConfig:
     penalty: Any = None
     lam: float = num(10.0, ge=0)                # lambda of CE + lambda * penalty
     lr: float = num(1e-3, gt=0)                 # Adam's learning rate
+    adam: str = choice("auto", ADAM_IMPLEMENTATIONS)   # torch's Adam: auto = fused on a GPU, default on the CPU
 
 
 @dataclass
