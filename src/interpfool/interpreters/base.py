@@ -28,36 +28,41 @@ class Forward:
     """One forward pass: the input it saw, the logits, and the captured layer inputs."""
 
     x: torch.Tensor
-    logits: torch.Tensor
+    logits: torch.Tensor | None          # None: x's own forward was skipped (``Interpreter.explains_input_only``)
     activations: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def resolve_target(target: Target, logits: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+def resolve_target(target: Target, logits: torch.Tensor | None, labels: torch.Tensor | None = None,
+                   batch: int | None = None) -> torch.Tensor:
     """Class index per sample, shape [B], from an int, a [B] tensor, ``"label"`` or ``"pred"``.
 
     Anything else (another string, a bool, a float, a tensor of the wrong shape, dtype or range)
-    raises ``ValueError`` naming the value.
+    raises ``ValueError`` naming the value. ``logits=None`` (no forward of x; ``batch`` given): the upper end of
+    the class range is checked where the scores are taken (``class_score``); ``"pred"`` needs the logits.
     """
-    batch, classes = logits.shape[0], logits.shape[1]
+    if logits is None:
+        batch, classes, device = batch, None, None
+    else:
+        batch, classes, device = logits.shape[0], logits.shape[1], logits.device
     allowed = "allowed: int, [B] integer tensor, 'label', 'pred'"
     if isinstance(target, str):
-        if target == "pred":
+        if target == "pred" and logits is not None:
             return logits.argmax(1)
         if target == "label":
             if labels is None:
                 raise ValueError(f"target='label' needs labels=...; {allowed}")
-            return _check_indices(torch.as_tensor(labels), batch, classes, "labels").to(logits.device)
+            return _check_indices(torch.as_tensor(labels), batch, classes, "labels").to(device or labels.device)
         raise ValueError(f"unknown target {target!r}; {allowed}")
     if isinstance(target, bool) or not isinstance(target, (numbers.Integral, torch.Tensor)):
         raise ValueError(f"unknown target {target!r}; {allowed}")
     if isinstance(target, numbers.Integral):
-        if not 0 <= target < classes:
-            raise ValueError(f"target class {target} outside [0, {classes - 1}]")
-        return torch.full((batch,), int(target), dtype=torch.long, device=logits.device)
-    return _check_indices(target, batch, classes, "target").to(logits.device)
+        if target < 0 or (classes is not None and target >= classes):
+            raise ValueError(f"target class {target} outside [0, {'classes - 1' if classes is None else classes - 1}]")
+        return torch.full((batch,), int(target), dtype=torch.long, device=device)
+    return _check_indices(target, batch, classes, "target").to(device or target.device)
 
 
-def _check_indices(index: torch.Tensor, batch: int, classes: int, what: str) -> torch.Tensor:
+def _check_indices(index: torch.Tensor, batch: int, classes: int | None, what: str) -> torch.Tensor:
     if index.is_floating_point() or index.is_complex() or index.dtype == torch.bool:
         raise ValueError(f"{what} {index!r} has dtype {index.dtype}; class indices must be integers")
     index = index.long().reshape(-1)
@@ -65,11 +70,12 @@ def _check_indices(index: torch.Tensor, batch: int, classes: int, what: str) -> 
         index = index.expand(batch)
     if index.shape != (batch,):
         raise ValueError(f"{what} tensor of shape {tuple(index.shape)}; allowed: [{batch}] or a scalar")
-    bad = (index < 0) | (index >= classes)
+    top = "classes - 1" if classes is None else classes - 1
+    bad = (index < 0) if classes is None else (index < 0) | (index >= classes)
     if index.device.type != "cpu":       # checked on the device: no host sync in a training step
-        torch._assert_async(~bad.any(), f"{what} class(es) outside [0, {classes - 1}]")
+        torch._assert_async(~bad.any(), f"{what} class(es) outside [0, {top}]")
     elif bool(bad.any()):
-        raise ValueError(f"{what} class(es) {index[bad].tolist()} outside [0, {classes - 1}]")
+        raise ValueError(f"{what} class(es) {index[bad].tolist()} outside [0, {top}]")
     return index
 
 
@@ -81,6 +87,9 @@ def class_score(logits: torch.Tensor, index: torch.Tensor, score: str = "logit")
     and the backward of the centring projects dy_c/dz onto zero-sum vectors, which the exact Jacobian is.
     Without it the float rounding of sum_i y_i != 1 leaves a class-uniform gradient component, which a
     pre-softmax shift t(x) (``models.presoftmax_shift``) turns into a visible map on saturated images."""
+    if index.device.type == "cpu" and index.numel() and int(index.max()) >= logits.shape[1]:
+        raise ValueError(f"target class(es) {sorted(set(index[index >= logits.shape[1]].tolist()))} outside "
+                         f"[0, {logits.shape[1] - 1}]")    # reached when x's own forward was skipped
     if score == "prob":
         logits = torch.softmax(logits - logits.mean(1, keepdim=True), dim=1)
     elif score != "logit":
@@ -148,6 +157,9 @@ class Interpreter:
     default_normalize = "none"
     default_score = "logit"
     needs_input_grad = False   # input-level methods differentiate w.r.t. x
+    # the map reads only fwd.x (its own forwards of perturbed copies of x), never fwd.logits / activations: a
+    # standalone call with a given target (int, tensor, 'label') skips x's own forward (IG: 1/steps of the work)
+    explains_input_only = False
     uses_layer = False         # layer-level methods capture net's `layer` input
 
     @property
@@ -227,6 +239,12 @@ class Interpreter:
                  create_graph: bool = False) -> torch.Tensor:
         """[B, H, W] heatmap of ``x`` for ``target``; ``create_graph=True`` keeps it differentiable."""
         with torch.enable_grad():
+            if self._skips_forward(target):
+                fwd = Forward(self._graph_input(x), None)
+                index = resolve_target(target, None, labels, batch=x.shape[0])
+                with full_precision(x):
+                    h = normalize_map(self.explain_raw(fwd, index, create_graph), self.normalize)
+                return h if create_graph else h.detach()
             return self.explain(self.forward(x), target, labels, create_graph)
 
     def attribution(self, x: torch.Tensor, target: Target = "pred", labels: torch.Tensor | None = None,
@@ -234,10 +252,18 @@ class Interpreter:
         """Per-channel [B, C, H, W] attribution (un-normalised); ``reduce_channels`` of it is the
         un-normalised map. Meant for comparisons with other libraries (Captum, pytorch-grad-cam)."""
         with torch.enable_grad():
-            fwd = self.forward(x)
+            if self._skips_forward(target):
+                fwd, index = Forward(self._graph_input(x), None), resolve_target(target, None, labels, x.shape[0])
+            else:
+                fwd = self.forward(x)
+                index = resolve_target(target, fwd.logits, labels)
             with full_precision(x):
-                attr = self.attribution_raw(fwd, resolve_target(target, fwd.logits, labels), create_graph)
+                attr = self.attribution_raw(fwd, index, create_graph)
         return attr if create_graph else attr.detach()
+
+    def _skips_forward(self, target: Target) -> bool:
+        """Whether a standalone call may skip x's own forward: the map never reads it and the target is given."""
+        return self.explains_input_only and not (isinstance(target, str) and target == "pred")
 
     def score_of(self, fwd: Forward, index: torch.Tensor) -> torch.Tensor:
         """Sum over the batch of the per-sample scores: its gradient is the per-sample gradient."""

@@ -32,6 +32,7 @@ class IntegratedGradients(Interpreter):
     ``chunk_size`` path points per forward pass (null: all at once)."""
 
     default_normalize = "absmax"
+    explains_input_only = True
 
     def __init__(self, net, layer: str | None = None, score: str | None = None, normalize: str | None = None,
                  steps: int = 50, method: str = "riemann_right", baseline: BaselineSpec = "zeros",

@@ -38,6 +38,7 @@ class SmoothGrad(Interpreter):
     each call), ``chunk_size`` copies per forward pass (null: all at once), ``rng`` portable | torch."""
 
     default_normalize = "max"
+    explains_input_only = True
 
     def __init__(self, net, layer: str | None = None, score: str | None = None, normalize: str | None = None,
                  n: int = 50, sigma: float = 0.15, seed: int | None = None, chunk_size: int | None = None,
