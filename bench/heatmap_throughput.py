@@ -41,9 +41,14 @@ def main() -> None:
     p.add_argument("--sg-samples", type=int, default=8)
     p.add_argument("--only", default="gradcam,lrp,ig,smoothgrad")
     p.add_argument("--no-tf32", action="store_true", help="TF32 off for cuDNN convolutions too (torch's default is on)")
+    p.add_argument("--glibc-malloc", action="store_true",
+                   help="leave glibc malloc at its defaults (runs set backends.reuse_host_memory=true; both sides of "
+                        "every pair share the process, so the setting is the same for both)")
     p.add_argument("--no-record", action="store_true")
     args = p.parse_args()
     device = torch.device(args.device)
+    from interpfool.experiment.host_memory import reuse_host_memory
+    allocator = reuse_host_memory(not args.glibc_malloc)
     if args.no_tf32:
         from interpfool.models.determinism import apply_backends
         apply_backends(allow_tf32=False)
@@ -95,8 +100,9 @@ def main() -> None:
             return rel.sum(1)
         compare("lrp", lambda: ours(x, target), "Zennit EpsilonPlus", zennit_map)
     if "ig" in only:
+        # the same batching on both sides: 10 path points of the whole batch per forward (Captum counts images)
         ours = interpreters.build("ig", net, steps=args.ig_steps, method="riemann_right", baseline="zeros",
-                                  chunk_size=args.batch * 10)
+                                  chunk_size=10)
         from captum.attr import IntegratedGradients
         ig = IntegratedGradients(net)
         compare(f"ig ({args.ig_steps} steps)", lambda: ours.attribution(x, target).sum(1), "Captum IntegratedGradients",
@@ -123,7 +129,7 @@ def main() -> None:
     table = _common.markdown_table(["ours", "peer", "ours (img/s)", "peer (img/s)", "speed-up (x)",
                                     "max rel. deviation"], rows)
     notes = (f"{args.model}, batch {args.batch}, {args.size}x{args.size}, float32, median of {args.reps}, "
-             f"cuDNN TF32 {'off' if args.no_tf32 else 'on (torch default)'}")
+             f"cuDNN TF32 {'off' if args.no_tf32 else 'on (torch default)'}; {allocator}")
     _common.record("Heatmap throughput vs peers (b)", table, device, notes, print_only=args.no_record)
 
 
