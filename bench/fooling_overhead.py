@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from interpfool import interpreters, models
 from interpfool.fooling import FoolingModule
+from interpfool.fooling.module import ADAM_IMPLEMENTATIONS
 from interpfool.fooling.penalties import LocationFooling
 
 FOOLINGS = {"location": lambda: LocationFooling()}
@@ -46,9 +47,15 @@ def main() -> None:
     p.add_argument("--original-cache", action="store_true",
                    help="also time top-k with theta0's maps read from the per-image cache (the steady state of "
                         "cache_original_maps=true after the first epoch), as the fooling 'topk-cached'")
+    p.add_argument("--adam", default="auto", choices=ADAM_IMPLEMENTATIONS,
+                   help="torch's Adam for both steps, as fooling.adam picks it")
+    p.add_argument("--glibc-malloc", action="store_true",
+                   help="leave glibc malloc at its defaults (runs set backends.reuse_host_memory=true)")
     p.add_argument("--no-record", action="store_true")
     args = p.parse_args()
     device = torch.device(args.device)
+    from interpfool.experiment.host_memory import reuse_host_memory
+    allocator = reuse_host_memory(not args.glibc_malloc)
     rows = []
     for model_name in args.models.split(","):
         torch.manual_seed(0)
@@ -60,7 +67,11 @@ def main() -> None:
             x = x.contiguous(memory_format=torch.channels_last)
         y = torch.randint(0, args.classes, (args.batch,), device=device)
         autocast = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=args.amp == "bf16")
-        opt = torch.optim.Adam(net.parameters(), lr=0.0)   # lr 0: the weights stay, the work is the same
+        # lr 0: the weights stay, the work is the same; the Adam implementation a run picks (fooling.adam)
+        opt = FoolingModule(net, functools.partial(interpreters.REGISTRY["gradcam"]), LocationFooling(),
+                            adam=args.adam).configure_optimizers()
+        for group in opt.param_groups:
+            group["lr"] = 0.0
 
         def plain_step():
             opt.zero_grad(set_to_none=True)
@@ -98,7 +109,9 @@ def main() -> None:
     table = _common.markdown_table(["model", "interpreter", "fooling", "CE step (ms)", "fooling step (ms)",
                                     "overhead (x)"], rows)
     notes = (f"batch {args.batch}, {args.size}x{args.size}, amp={args.amp}, channels_last={args.channels_last}, "
-             f"median of {args.reps} interleaved repetitions")
+             f"median of {args.reps} interleaved repetitions; Adam {type(opt).__name__} "
+             f"{'fused' if opt.defaults.get('fused') else 'foreach' if opt.defaults.get('foreach') else 'default'} "
+             f"(--adam {args.adam}); {allocator}")
     _common.record("Fooling-step overhead (a)", table, device, notes, print_only=args.no_record)
 
 
