@@ -5,7 +5,7 @@ the layer's native resolution, un-normalised).
 Pairs: gradcam vs pytorch-grad-cam GradCAM and Captum LayerGradCam; lrp vs Zennit EpsilonPlus
 (epsilon 0.01, our `zennit_epsilon_plus` composite); ig (50 steps, riemann_right) vs Captum
 IntegratedGradients; smoothgrad (n=8) vs Captum NoiseTunnel(Saliency), both fed our seeded noise (Captum's
-noise hook patched), so the maps must agree.
+noise hook patched to draw it on each call, as ours does), so the maps must agree.
 
     python bench/heatmap_throughput.py --device cuda --model vgg19 --batch 32
     python bench/heatmap_throughput.py --device cpu --model vgg19 --batch 4 --size 112 --reps 3
@@ -110,13 +110,14 @@ def main() -> None:
                                      internal_batch_size=args.batch * 10).sum(1))
     if "smoothgrad" in only:
         # Both sides add the very same noise (ours, seeded: the portable stream), fed to Captum through its
-        # noise hook as the oracle test does, so the maps must agree; Captum then spends no time drawing noise.
+        # noise hook as the oracle test does, so the maps must agree. The hook draws it on every call, as ours
+        # does, so both sides pay the same draw (the portable stream costs more than torch.randn: see the notes).
         ours = interpreters.build("smoothgrad", net, n=args.sg_samples, sigma=0.15, seed=0, normalize="none")
         from captum.attr import NoiseTunnel, Saliency
         nt = NoiseTunnel(Saliency(net))
-        noise = ours.noise(x).transpose(0, 1).reshape(-1, *x.shape[1:])     # sample-major, as Captum stacks
 
         def add_our_noise(inp, stdev, nt_samples_partition):
+            noise = ours.noise(x).transpose(0, 1).reshape(-1, *x.shape[1:])     # sample-major, as Captum stacks
             return inp.repeat_interleave(args.sg_samples, dim=0) + noise
 
         def captum_map():
