@@ -109,7 +109,7 @@ def main() -> None:
     table = _common.markdown_table(["model", "interpreter", "fooling", "CE step (ms)", "fooling step (ms)",
                                     "overhead (x)"], rows)
     notes = (f"batch {args.batch}, {args.size}x{args.size}, amp={args.amp}, channels_last={args.channels_last}, "
-             f"median of {args.reps} interleaved repetitions; Adam {type(opt).__name__} "
+             f"median of {args.reps} interleaved repetitions; {type(opt).__name__} "
              f"{'fused' if opt.defaults.get('fused') else 'foreach' if opt.defaults.get('foreach') else 'default'} "
              f"(--adam {args.adam}); {allocator}")
     _common.record("Fooling-step overhead (a)", table, device, notes, print_only=args.no_record)

@@ -326,6 +326,8 @@ def main() -> None:
     p.add_argument("--tf32", choices=["off", "on", "default"], default="off",
                    help="default: torch's (matmul off, cuDNN on; the H200 tables of BENCHMARKS.md)")
     p.add_argument("--cudnn-benchmark", action="store_true")
+    p.add_argument("--glibc-malloc", action="store_true",
+                   help="leave glibc malloc at its defaults (runs set backends.reuse_host_memory=true)")
     p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or "/tmp/profile_step"))
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's; --quick: 1)")
     p.add_argument("--quick", action="store_true", help="CPU dry run: 64 px, batch 2, no warm-up, 1 timed, 1 profiled, "
@@ -338,16 +340,18 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    from interpfool.experiment.host_memory import reuse_host_memory
+    allocator = reuse_host_memory(not args.glibc_malloc)
     args.out.mkdir(parents=True, exist_ok=True)
     json_path, txt_path = args.out / "profile_step.json", args.out / "profile_step.txt"
     result = {"device": _common.machine(device),
               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "torch": torch.__version__, "size": args.size, "batches": args.batches, "warmup": args.warmup,
-              "iters": args.iters, "profile_steps": args.profile_steps, "adam": args.adam,
+              "iters": args.iters, "profile_steps": args.profile_steps, "adam": args.adam, "allocator": allocator,
               "threads": torch.get_num_threads(), "backends": set_backends(args.tf32, args.cudnn_benchmark),
               "quick": args.quick, "summary": [], "cells": [], "errors": []}
     txt_path.write_text(f"# bench/profile_step.py\n{result['device']}; size {args.size}; backends "
-                        f"{result['backends']}; adam {args.adam}\n")
+                        f"{result['backends']}; adam {args.adam}; {allocator}\n")
     began = time.time()
     cells = parse_cells(args.cells, not args.no_plain_cells)
     nets: dict = {}

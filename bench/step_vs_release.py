@@ -176,7 +176,7 @@ def main() -> None:
              f"the median of {args.steps} steps after {args.warmup} warm-up steps; release = {args.baseline_src}; "
              f"authors = {args.authors_harness}")
     torch.set_num_threads(args.threads)
-    _common.record("Fooling step against the CE step and the previous release (e)", table, torch.device("cpu"),
+    _common.record("Fooling step against the CE step, the previous release and the authors' step (e)", table, torch.device("cpu"),
                    notes, print_only=args.no_record)
 
 
