@@ -230,8 +230,8 @@ class Interpreter:
 
     def explain(self, fwd: Forward, target: Target = "pred", labels: torch.Tensor | None = None,
                 create_graph: bool = False) -> torch.Tensor:
-        index = resolve_target(target, fwd.logits, labels)
-        with full_precision(fwd.logits):
+        index = resolve_target(target, fwd.logits, labels, batch=fwd.x.shape[0])
+        with full_precision(fwd.x):
             h = normalize_map(self.explain_raw(fwd, index, create_graph), self.normalize)
         return h if create_graph else h.detach()
 
@@ -239,31 +239,25 @@ class Interpreter:
                  create_graph: bool = False) -> torch.Tensor:
         """[B, H, W] heatmap of ``x`` for ``target``; ``create_graph=True`` keeps it differentiable."""
         with torch.enable_grad():
-            if self._skips_forward(target):
-                fwd = Forward(self._graph_input(x), None)
-                index = resolve_target(target, None, labels, batch=x.shape[0])
-                with full_precision(x):
-                    h = normalize_map(self.explain_raw(fwd, index, create_graph), self.normalize)
-                return h if create_graph else h.detach()
-            return self.explain(self.forward(x), target, labels, create_graph)
+            return self.explain(self._standalone_forward(x, target), target, labels, create_graph)
 
     def attribution(self, x: torch.Tensor, target: Target = "pred", labels: torch.Tensor | None = None,
                     create_graph: bool = False) -> torch.Tensor:
         """Per-channel [B, C, H, W] attribution (un-normalised); ``reduce_channels`` of it is the
         un-normalised map. Meant for comparisons with other libraries (Captum, pytorch-grad-cam)."""
         with torch.enable_grad():
-            if self._skips_forward(target):
-                fwd, index = Forward(self._graph_input(x), None), resolve_target(target, None, labels, x.shape[0])
-            else:
-                fwd = self.forward(x)
-                index = resolve_target(target, fwd.logits, labels)
+            fwd = self._standalone_forward(x, target)
+            index = resolve_target(target, fwd.logits, labels, batch=x.shape[0])
             with full_precision(x):
                 attr = self.attribution_raw(fwd, index, create_graph)
         return attr if create_graph else attr.detach()
 
-    def _skips_forward(self, target: Target) -> bool:
-        """Whether a standalone call may skip x's own forward: the map never reads it and the target is given."""
-        return self.explains_input_only and not (isinstance(target, str) and target == "pred")
+    def _standalone_forward(self, x: torch.Tensor, target: Target) -> Forward:
+        """x's forward for a standalone call, skipped (logits None) when the map never reads it and the target is
+        given (``explains_input_only``: IG, SmoothGrad; x's forward is 1/steps of IG's work)."""
+        if self.explains_input_only and not (isinstance(target, str) and target == "pred"):
+            return Forward(self._graph_input(x), None)
+        return self.forward(x)
 
     def score_of(self, fwd: Forward, index: torch.Tensor) -> torch.Tensor:
         """Sum over the batch of the per-sample scores: its gradient is the per-sample gradient."""
