@@ -71,7 +71,7 @@ def build_all(cfg: DictConfig) -> Built:
         raise ValueError(f"eval.split={cfg.eval.split!r} with this data; allowed: {', '.join(splits)}")
     net = deterministic_pooling(instantiate(cfg.model))   # adaptive pools with an integer ratio: avg_pool2d
     apply_backends(**backend_flags(cfg))
-    log.info(reuse_host_memory(bool((cfg.get("backends") or {}).get("reuse_host_memory", True))))
+    log.info(reuse_host_memory(bool(cfg.backends.reuse_host_memory)))
     make_interp = interp_factory(cfg.interp)
     interp_name = make_interp(net=net).name          # also checks layer= and score= on this model
     fooling = instantiate(cfg.fooling.penalty)

@@ -229,7 +229,7 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict:
         module = FoolingModule(fooled, built.interp, built.fooling, lam=float(cfg.fooling.lam),
                                lr=float(cfg.fooling.lr), target=cfg.target, interp_name=built.interp_name,
                                max_top1_drop=select["max_top1_drop"], original_cache=original_cache_size(cfg, built),
-                               adversary=adversary, pgd=pgd, adam=cfg.fooling.get("adam", "auto"))
+                               adversary=adversary, pgd=pgd, adam=cfg.fooling.adam)
         end2 = int(trainer2.global_step)
         rec3 = CurveRecorder("theta_star", {"top1": "val/acc_top1", "top1_pgd": "val/acc_top1_pgd",
                                             "fsr": f"val/fsr/{built.interp_name}"}, offset=end2)

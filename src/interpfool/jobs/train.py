@@ -185,7 +185,7 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict | None
     module = FoolingModule(fooled, built.interp, built.fooling, lam=float(cfg.fooling.lam), lr=float(cfg.fooling.lr),
                            target=cfg.target, interp_name=built.interp_name, max_top1_drop=select["max_top1_drop"],
                            original_cache=original_cache_size(cfg, built), adversary=adversary, pgd=pgd,
-                           adam=cfg.fooling.get("adam", "auto"))
+                           adam=cfg.fooling.adam)
     run_name = f"{cfg.model.name}-{cfg.fooling.name}-{built.interp_name}"
     logger = make_logger(cfg.logger, run_dir, run_name, OmegaConf.to_container(cfg, resolve=True), group=group)
     launcher_env = dist_env.launcher_env()
