@@ -65,31 +65,31 @@ def worker(args) -> None:
     x = torch.randn(args.batch, 3, args.size, args.size)
     with torch.no_grad():
         y = net(x).argmax(1)
-    if args.variant == "fool_cl":
-        net = net.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    module = FoolingModule(net, functools.partial(interpreters.REGISTRY["gradcam"]), LocationFooling(), lam=lam,
-                           lr=lr, target="label")
-    if args.variant == "fool_fused":
-        module.adam = "fused"
-    module.train()
-    opt = module.configure_optimizers()
-    authors_step = None
     if args.variant.startswith("authors"):
         sys.path.insert(0, args.authors_harness)
         import adapter
-        authors_step = adapter.make_step(args.model, net.state_dict(), x.clone(), y.clone(), lam, lr)
+        step = adapter.make_step(args.model, net.state_dict(), x, y, lam, lr)
+        del net          # their model alone stays for the steps
+        adam = "authors' own"
+    else:
+        if args.variant == "fool_cl":
+            net = net.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        # no adam argument unless fused: the previous release's FoolingModule has none
+        module = FoolingModule(net, functools.partial(interpreters.REGISTRY["gradcam"]), LocationFooling(), lam=lam,
+                               lr=lr, target="label", **({"adam": "fused"} if args.variant == "fool_fused" else {}))
+        module.train()
+        opt = module.configure_optimizers()
+        adam = type(opt).__name__ + str(opt.defaults.get("fused"))
 
-    def step():
-        if authors_step is not None:
-            return authors_step()
-        opt.zero_grad(set_to_none=True)
-        if args.variant == "ce":
-            loss = F.cross_entropy(net(x), y)
-        else:
-            loss = module.objective(x, y)["loss"]
-        loss.backward()
-        opt.step()
+        def step():
+            opt.zero_grad(set_to_none=True)
+            if args.variant == "ce":
+                loss = F.cross_entropy(net(x), y)
+            else:
+                loss = module.objective(x, y)["loss"]
+            loss.backward()
+            opt.step()
 
     for _ in range(args.warmup):
         step()
@@ -99,7 +99,6 @@ def worker(args) -> None:
         step()
         times.append(time.perf_counter() - start)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    adam = "authors' own" if authors_step is not None else type(opt).__name__ + str(opt.defaults.get("fused"))
     print(json.dumps({"times": times, "peak_mb": peak_mb, "adam": adam}))
 
 
